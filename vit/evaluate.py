@@ -1,0 +1,114 @@
+"""Evaluation: top-1 of a model on a split, and the VTAB-style aggregate over fine-tuned runs.
+
+    python -m vit.evaluate --out=results/eval results/finetune/*/*/runs.json     # aggregate
+    python -m vit.evaluate --checkpoint=<run>/checkpoint.pt --data=results/data/digits --split=test
+
+The fine-tuning loop scores every run on its test split with `evaluate()` as it finishes (so weights
+need not be stored for each of the grid's runs); this stage gathers those scores into one row per run
+and adds the VTAB-1k aggregate: the mean over tasks, and per group (Natural, Specialized, Structured).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from vit import cli
+
+
+@torch.no_grad()
+def evaluate(model, x, y, batch_size: int = 500, device="cpu") -> dict:
+    """Top-1 accuracy (%) and mean cross-entropy over uint8 images `x` (N,C,H,W) and labels `y`."""
+    from vit.data import normalize
+
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    for i in range(0, len(x), batch_size):
+        xb, yb = normalize(x[i:i + batch_size]).to(device), y[i:i + batch_size].to(device)
+        logits = model(xb).float()
+        loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
+        correct += (logits.argmax(-1) == yb).sum().item()
+    return {"top1": 100.0 * correct / len(x), "loss": loss_sum / len(x), "n": len(x)}
+
+
+@dataclass
+class Config:
+    out: str = ""                 # aggregate mode: output folder (runs.parquet, vtab.parquet)
+    checkpoint: str = ""          # single mode: a checkpoint.pt written by vit.train
+    data: str = ""                # single mode: prepared dataset directory
+    split: str = "test"
+    inputs: list = field(default_factory=list)  # aggregate mode: runs.json files (positional arguments)
+
+
+def run_rows(runs_files: list[str]):
+    """One row per fine-tuned run from the runs.json files that vit.finetune writes."""
+    import pandas as pd
+
+    from vit.logs import read_json
+
+    rows = []
+    for path in runs_files:
+        for s in read_json(path):
+            c = s["config"]
+            rows.append({
+                "model": s["model"], "upstream": s["upstream"], "task": s["task"], "group": s["group"],
+                "resolution": c["img_size"], "seed": c["seed"], "top1": s["eval"]["test"]["top1"],
+                "test_loss": s["eval"]["test"]["loss"], "n_test": s["eval"]["test"]["n"],
+                "steps": s["steps"], "train_time_s": s["train_time_s"],
+                "train_flops_per_img": s["train_flops_per_img"], "images_seen": s["images_seen"],
+                "posemb_resampled": bool(s["init"].get("posemb_resampled", False)),
+                "posemb_interp": s["init"].get("posemb_interp", ""), "config_hash": s["config_hash"],
+                "run_dir": c["out"],
+            })
+    return pd.DataFrame(rows)
+
+
+def vtab_aggregate(runs):
+    """Per (model, upstream, resolution, seed): mean top-1 over all tasks and within each group."""
+    import pandas as pd
+
+    keys = ["model", "upstream", "resolution", "seed"]
+    overall = runs.groupby(keys)["top1"].agg(["mean", "size"]).reset_index()
+    overall = overall.rename(columns={"mean": "top1", "size": "n_tasks"}).assign(group="all")
+    groups = runs.groupby(keys + ["group"])["top1"].agg(["mean", "size"]).reset_index()
+    groups = groups.rename(columns={"mean": "top1", "size": "n_tasks"})
+    return pd.concat([overall, groups], ignore_index=True)
+
+
+def aggregate(cfg: Config) -> None:
+    if not cfg.inputs:
+        raise cli.ConfigError("aggregate mode needs runs.json files as positional arguments")
+    runs = run_rows(cfg.inputs)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    runs.to_parquet(out / "runs.parquet", index=False)
+    vtab = vtab_aggregate(runs)
+    vtab.to_parquet(out / "vtab.parquet", index=False)
+    print(f"{len(runs)} fine-tuned runs -> {out / 'runs.parquet'}; VTAB-style aggregate -> {out / 'vtab.parquet'}")
+    print(vtab[vtab.group == "all"].groupby(["model", "upstream", "resolution"])["top1"].mean().round(2)
+          .to_string())
+
+
+def score_checkpoint(cfg: Config) -> dict:
+    from vit import data, models
+    from vit.logs import write_json
+
+    ckpt = torch.load(cfg.checkpoint, map_location="cpu", weights_only=False)
+    model = models.create(ckpt["model_args"], ckpt["num_classes"], ckpt["img_size"])
+    model.load_state_dict(ckpt["model"])
+    xs, ys, _ = data.load_split(cfg.data, cfg.split)
+    result = evaluate(model, data.to_tensor(xs, ckpt["img_size"]), torch.from_numpy(ys))
+    print(result)
+    if cfg.out:
+        write_json(cfg.out, result)
+    return result
+
+
+def main(cfg: Config):
+    return score_checkpoint(cfg) if cfg.checkpoint else aggregate(cfg)
+
+
+if __name__ == "__main__":
+    cli.main_guard(main, Config)

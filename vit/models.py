@@ -1,0 +1,115 @@
+"""Model construction and surgery; timm does the work.
+
+A model spec is a dict from config.yaml, e.g. {"arch": "vit", "patch_size": 8, "embed_dim": 128, ...}:
+  vit           timm VisionTransformer: class token, learned 1D position embeddings, pre-norm blocks
+                (paper sec. 3.1); any VisionTransformer keyword is accepted
+  bit           timm ResNetV2 the BiT way (Kolesnikov et al. 2020): pre-activation bottlenecks,
+                GroupNorm + weight-standardised convs, fixed 7x7/2 stem + max-pool
+  efficientnet  a timm EfficientNet family member by name ("variant": "tinynet_e", "efficientnet_b0", ...)
+  timm          any timm model by name ("name": "vit_base_patch16_224", ...), for the paper-scale presets
+
+`load_pretrained` implements the paper's transfer recipe (sec. 3.2): drop the pre-training head, add a
+zero-initialised linear head, and when the resolution grows keep the patch size, let the sequence grow,
+and resample the learned position embeddings in 2D with the class token kept apart.
+"""
+from __future__ import annotations
+
+import functools
+
+import timm
+import torch
+from timm.layers import GroupNormAct, StdConv2d, resample_abs_pos_embed
+from timm.models.resnetv2 import ResNetV2
+from timm.models.vision_transformer import VisionTransformer
+
+POSEMB_INTERP = ("bicubic", "bilinear_corners")
+
+
+def create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
+    spec = dict(spec)
+    arch = spec.pop("arch", None)
+    if arch == "vit":
+        model = VisionTransformer(img_size=img_size, num_classes=num_classes, class_token=True,
+                                  global_pool="token", **spec)
+    elif arch == "bit":
+        groups = spec.pop("groups", 32)
+        model = ResNetV2(num_classes=num_classes, stem_type="fixed",
+                         conv_layer=functools.partial(StdConv2d, eps=1e-8),
+                         norm_layer=functools.partial(GroupNormAct, num_groups=groups), **spec)
+    elif arch == "efficientnet":
+        model = timm.create_model(spec.pop("variant"), pretrained=False, num_classes=num_classes, **spec)
+    elif arch == "timm":
+        name = spec.pop("name")
+        if "vit" in name or "deit" in name:
+            spec["img_size"] = img_size
+        model = timm.create_model(name, pretrained=False, num_classes=num_classes, **spec)
+    else:
+        raise ValueError(f"model spec arch={arch!r}: expected one of vit, bit, efficientnet, timm")
+    return model
+
+
+def set_fused_attention(model: torch.nn.Module, enabled: bool) -> None:
+    """On CPU the plain matmul-softmax-matmul attention is faster than SDPA for these short sequences
+    (CPU_PERF.md: 8-20 %); on CUDA the fused kernel wins."""
+    for m in model.modules():
+        if hasattr(m, "fused_attn"):
+            m.fused_attn = enabled
+
+
+def head_parameter_names(model: torch.nn.Module) -> set[str]:
+    head = {id(p) for p in model.get_classifier().parameters()}
+    return {n for n, p in model.named_parameters() if id(p) in head}
+
+
+def grid_size(model: torch.nn.Module) -> tuple[int, int] | None:
+    pe = getattr(model, "patch_embed", None)
+    return tuple(pe.grid_size) if pe is not None and getattr(model, "pos_embed", None) is not None else None
+
+
+def resample_pos_embed(posemb: torch.Tensor, old_grid, new_grid, num_prefix_tokens: int,
+                       interp: str) -> torch.Tensor:
+    """2D resampling of (1, prefix + H*W, D) position embeddings; prefix (class) tokens are copied.
+
+    bicubic: timm's default (bicubic with antialias).
+    bilinear_corners: the original JAX code's scipy.ndimage.zoom(order=1), i.e. bilinear with the
+    corner pixels aligned (SHARED STYLE.md sec. 5; tested against scipy in tests/test_models.py).
+    """
+    if interp not in POSEMB_INTERP:
+        raise ValueError(f"posemb_interp={interp!r}: expected one of {POSEMB_INTERP}")
+    if tuple(old_grid) == tuple(new_grid):
+        return posemb
+    if interp == "bicubic":
+        kw = dict(interpolation="bicubic", antialias=True)
+    else:
+        kw = dict(interpolation="bilinear", antialias=False, align_corners=True)
+    return resample_abs_pos_embed(posemb, new_size=list(new_grid), old_size=list(old_grid),
+                                  num_prefix_tokens=num_prefix_tokens, **kw)
+
+
+def load_pretrained(model: torch.nn.Module, checkpoint: dict, interp: str = "bicubic") -> dict:
+    """Copy every weight but the head from a pre-training checkpoint into `model` (built for the new
+    task and resolution); the new head is zero-initialised. Returns what was done, for the records."""
+    state = dict(checkpoint["model"])
+    head = head_parameter_names(model)
+    state = {k: v for k, v in state.items() if k not in head}
+    info = {"posemb_resampled": False}
+    new_grid = grid_size(model)
+    if new_grid is not None and "pos_embed" in state:
+        old_grid = tuple(checkpoint["grid_size"])
+        prefix = getattr(model, "num_prefix_tokens", 1)
+        state["pos_embed"] = resample_pos_embed(state["pos_embed"], old_grid, new_grid, prefix, interp)
+        info.update(posemb_resampled=old_grid != new_grid, grid_from=list(old_grid), grid_to=list(new_grid),
+                    posemb_interp=interp)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if set(missing) != head or unexpected:
+        raise RuntimeError(f"checkpoint does not fit the model: missing {sorted(set(missing) - head)}, "
+                           f"unexpected {sorted(unexpected)}")
+    for p in model.get_classifier().parameters():  # paper sec. 3.2: zero-initialised D x K head
+        torch.nn.init.zeros_(p)
+    info["head_reset"] = sorted(head)
+    return info
+
+
+def num_params(model: torch.nn.Module, exclude_head: bool = False) -> int:
+    skip = head_parameter_names(model) if exclude_head else set()
+    return sum(p.numel() for n, p in model.named_parameters() if n not in skip)

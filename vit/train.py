@@ -1,0 +1,206 @@
+"""The one training loop, for pre-training and fine-tuning alike (paper sec. 3.2, Tables 3-4).
+
+    python -m vit.train --data=results/data/shapes_l --model=vit \
+        '--model_args={"arch": "vit", "patch_size": 8, "embed_dim": 128, "depth": 6, "num_heads": 4}' \
+        --img_size=32 --epochs=4 --optimizer=adam --lr=1e-3 --out=results/pretrain/vit/shapes_l
+
+Fine-tuning is the same call with `--init=<pre-training checkpoint.pt>`: the head is replaced by a
+zero-initialised linear layer and, at a new resolution, the position embeddings are resampled in 2D.
+
+A run writes into `--out`: checkpoint.pt (final weights + what is needed to load them), summary.json
+(results, measured cost, provenance), metrics.jsonl (one JSON line per logged step / evaluation).
+It resumes by itself from `state-<config hash>.pt`, which is saved every `ckpt_every` steps, lives
+outside Snakemake's declared outputs (so a failed job's cleanup cannot delete it) and is removed once
+the run has finished.
+"""
+from __future__ import annotations
+
+import dataclasses
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from vit import cli, data, flops, models, optim
+from vit.evaluate import evaluate
+from vit.logs import MetricWriter, config_hash, environment, save_torch, write_json
+
+
+@dataclass
+class Config:
+    data: str = ""                  # prepared dataset directory (results/data/<name>)
+    train_split: str = "train"      # "train+val" = VTAB-1k's final 1000-example training set
+    val_split: str = ""             # evaluated every eval_every steps and at the end ("" = never)
+    test_split: str = ""            # evaluated once, at the end ("" = never)
+    out: str = ""                   # run directory
+    model: str = "vit"              # short name, for the records
+    model_args: dict = field(default_factory=dict)  # spec for vit.models.create
+    init: str = ""                  # pre-training checkpoint to fine-tune from ("" = from scratch)
+    posemb_interp: str = "bicubic"  # bicubic (timm) | bilinear_corners (original JAX code)
+    img_size: int = 32
+    epochs: float = 0.0             # duration: epochs, or steps if > 0
+    steps: int = 0
+    batch_size: int = 128
+    optimizer: str = "adam"         # adam (pre-training, Table 3) | sgd (fine-tuning, Table 4)
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    beta2: float = 0.999
+    warmup_steps: int = 0
+    schedule: str = "cosine"        # cosine | linear | constant, after linear warm-up
+    grad_clip: float = 1.0          # global norm (0 = off)
+    label_smoothing: float = 0.0
+    augment: str = "none"           # none | crop_flip
+    seed: int = 0
+    eval_every: int = 0
+    log_every: int = 25
+    ckpt_every: int = 200           # resumable state every N steps (0 = never)
+    save_checkpoint: bool = True    # write the final weights (pre-training: yes; grid fine-tunes: optional)
+    eval_batch_size: int = 500
+    threads: int = 0                # torch CPU threads (0 = leave torch's default); Snakemake passes {threads}
+    tags: dict = field(default_factory=dict)  # copied into summary.json (upstream, task, ...)
+
+
+def _device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _autocast(device: torch.device):
+    # bf16 on CUDA only: this CPU has no bf16 units (CPU_PERF.md: 0.3 GFLOP/s)
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast(
+        "cpu", enabled=False)
+
+
+def _build(cfg: Config, manifest: dict, device: torch.device):
+    model = models.create(cfg.model_args, manifest["num_classes"], cfg.img_size)
+    init_info = {}
+    if cfg.init:
+        ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        init_info = models.load_pretrained(model, ckpt, cfg.posemb_interp)
+        init_info["init"] = cfg.init
+    model.to(device)
+    models.set_fused_attention(model, device.type == "cuda")
+    return model, init_info
+
+
+def _resume(path: Path, model, opt, metrics_path: Path) -> tuple[int, float, int]:
+    if not path.exists():
+        metrics_path.unlink(missing_ok=True)
+        return 0, 0.0, 0
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    step = state["step"]
+    if metrics_path.exists():  # keep the history up to the saved step, drop what came after it
+        import json
+
+        lines = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
+        metrics_path.write_text("".join(ln + "\n" for ln in lines))
+    print(f"resuming {path} at step {step}")
+    return step, state["train_time_s"], state["timed_images"]
+
+
+def train(cfg: Config) -> dict:
+    if not cfg.data or not cfg.out:
+        raise cli.ConfigError("--data and --out are required")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    device = _device()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    chash = config_hash(dataclasses.asdict(cfg))
+
+    # ---------------------------------------------------------------- data
+    xs, ys, manifest = data.load_split(cfg.data, cfg.train_split)
+    x_train, y_train = data.to_tensor(xs, cfg.img_size), torch.from_numpy(ys)
+    total = optim.to_steps(cfg.epochs, cfg.steps, len(x_train), cfg.batch_size)
+
+    # ---------------------------------------------------------------- model, optimiser, resume
+    model, init_info = _build(cfg, manifest, device)
+    cost = flops.count(model, cfg.img_size, device)
+    opt = optim.make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.beta2)
+    state_path = out / f"state-{chash}.pt"
+    metrics_path = out / "metrics.jsonl"
+    start, train_time, timed_images = _resume(state_path, model, opt, metrics_path)
+    log = MetricWriter(metrics_path)
+
+    # ---------------------------------------------------------------- loop
+    model.train()
+    loss_ema = None
+    bar = tqdm(range(start, total), initial=start, total=total, desc=f"{cfg.model} {Path(cfg.data).name}",
+               mininterval=2.0, unit="step", dynamic_ncols=True)
+    for step in bar:
+        lr = optim.lr_at(step, total, cfg.lr, cfg.warmup_steps, cfg.schedule)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        xb, yb = data.train_batch(x_train, y_train, step, cfg.batch_size, cfg.seed, cfg.augment)
+        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with _autocast(device):
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        loss_value = loss.item()  # synchronises on CUDA
+        dt = time.perf_counter() - t0
+        if step - start >= 2:  # the first steps of a process pay for allocation and kernel selection
+            train_time += dt
+            timed_images += len(xb)
+        loss_ema = loss_value if loss_ema is None else 0.9 * loss_ema + 0.1 * loss_value
+        if (step + 1) % cfg.log_every == 0 or step + 1 == total:
+            ips = timed_images / train_time if train_time else 0.0
+            log.write(step=step + 1, split="train", loss=loss_value, loss_ema=loss_ema, lr=lr, img_per_s=ips)
+            bar.set_postfix(loss=f"{loss_ema:.3f}", img_s=f"{ips:.0f}")
+        if cfg.val_split and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total:
+            log.write(step=step + 1, split=cfg.val_split, **_eval(model, cfg, cfg.val_split, device))
+            model.train()
+        if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and step + 1 < total:
+            save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
+                                    "train_time_s": train_time, "timed_images": timed_images})
+    bar.close()
+
+    # ---------------------------------------------------------------- final evaluation and records
+    results = {}
+    for split in dict.fromkeys(s for s in (cfg.val_split, cfg.test_split) if s):
+        results[split] = _eval(model, cfg, split, device)
+        log.write(step=total, split=split, **results[split])
+    log.close()
+    summary = {
+        "config": dataclasses.asdict(cfg), "config_hash": chash, "dataset": manifest["name"],
+        "dataset_files": manifest["files"], "num_classes": manifest["num_classes"],
+        "steps": total, "images_seen": total * cfg.batch_size, "train_examples": len(x_train),
+        "train_time_s": train_time, "timed_images": timed_images,
+        "img_per_s": timed_images / train_time if train_time else None,
+        "final_train_loss": loss_ema, "params": models.num_params(model),
+        "params_backbone": models.num_params(model, exclude_head=True), **cost,
+        "grid_size": models.grid_size(model), "init": init_info, "eval": results,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+        "env": environment(), **cfg.tags,
+    }
+    if cfg.save_checkpoint:
+        save_torch(out / "checkpoint.pt", {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                                           "model_args": cfg.model_args, "num_classes": manifest["num_classes"],
+                                           "img_size": cfg.img_size, "grid_size": models.grid_size(model),
+                                           "config": dataclasses.asdict(cfg)})
+    write_json(out / "summary.json", summary)
+    state_path.unlink(missing_ok=True)
+    return summary
+
+
+def _eval(model, cfg: Config, split: str, device) -> dict:
+    xs, ys, _ = data.load_split(cfg.data, split)
+    return evaluate(model, data.to_tensor(xs, cfg.img_size), torch.from_numpy(ys), cfg.eval_batch_size, device)
+
+
+if __name__ == "__main__":
+    cli.main_guard(train, Config)
