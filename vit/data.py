@@ -77,7 +77,7 @@ def to_tensor(images: np.ndarray, size: int):
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)
+    x = torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2)  # copies a read-only memmap
     if x.shape[-1] == size and x.shape[-2] == size:
         return x.contiguous()
     out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=torch.uint8)

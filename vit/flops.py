@@ -22,7 +22,7 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
 
 
 def count(model: torch.nn.Module, img_size: int, device: str | torch.device = "cpu",
-          batch: int = 2) -> dict:
+          batch: int = 2, in_chans: int = 3) -> dict:
     """Forward and training (forward + backward) FLOPs per image at `img_size` (1 multiply-add = 2 FLOPs)."""
     was_training = model.training
     model.train()
@@ -31,7 +31,7 @@ def count(model: torch.nn.Module, img_size: int, device: str | torch.device = "c
     fused = {m: m.fused_attn for m in model.modules() if hasattr(m, "fused_attn")}
     for m in fused:
         m.fused_attn = False
-    x = torch.randn(batch, 3, img_size, img_size, device=device)
+    x = torch.randn(batch, in_chans, img_size, img_size, device=device)
     mapping = {aten.convolution_backward: _conv_backward_flop}
     with FlopCounterMode(display=False, custom_mapping=mapping) as fwd_counter:
         out = model(x)

@@ -16,6 +16,7 @@ the run has finished.
 from __future__ import annotations
 
 import dataclasses
+import json
 import resource
 import time
 from dataclasses import dataclass, field
@@ -82,9 +83,7 @@ def _build(cfg: Config, manifest: dict, device: torch.device):
         ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
         init_info = models.load_pretrained(model, ckpt, cfg.posemb_interp)
         init_info["init"] = cfg.init
-    model.to(device)
-    models.set_fused_attention(model, device.type == "cuda")
-    return model, init_info
+    return models.to_device(model, device), init_info
 
 
 def _resume(path: Path, model, opt, metrics_path: Path) -> tuple[int, float, int]:
@@ -96,12 +95,23 @@ def _resume(path: Path, model, opt, metrics_path: Path) -> tuple[int, float, int
     opt.load_state_dict(state["optimizer"])
     step = state["step"]
     if metrics_path.exists():  # keep the history up to the saved step, drop what came after it
-        import json
-
         lines = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
         metrics_path.write_text("".join(ln + "\n" for ln in lines))
     print(f"resuming {path} at step {step}")
     return step, state["train_time_s"], state["timed_images"]
+
+
+def _history(metrics_path: Path) -> list[dict]:
+    """The curve logged so far (non-empty when resuming), in the compact form summary.json keeps."""
+    history = []
+    if metrics_path.exists():
+        for line in metrics_path.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("split") == "train":
+                history.append({"step": r["step"], "split": "train", "loss": r["loss_ema"]})
+            elif "top1" in r:
+                history.append({"step": r["step"], "split": r["split"], "loss": r["loss"], "top1": r["top1"]})
+    return history
 
 
 def train(cfg: Config) -> dict:
@@ -131,7 +141,9 @@ def train(cfg: Config) -> dict:
 
     # ---------------------------------------------------------------- loop
     model.train()
+    convnet = models.is_convnet(model)
     loss_ema = None
+    history = _history(metrics_path)  # compact curve for summary.json, so reports need no log files
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{cfg.model} {Path(cfg.data).name}",
                mininterval=2.0, unit="step", dynamic_ncols=True)
     for step in bar:
@@ -140,6 +152,8 @@ def train(cfg: Config) -> dict:
             group["lr"] = lr
         xb, yb = data.train_batch(x_train, y_train, step, cfg.batch_size, cfg.seed, cfg.augment)
         xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+        if convnet:
+            xb = xb.contiguous(memory_format=torch.channels_last)
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
@@ -159,9 +173,12 @@ def train(cfg: Config) -> dict:
         if (step + 1) % cfg.log_every == 0 or step + 1 == total:
             ips = timed_images / train_time if train_time else 0.0
             log.write(step=step + 1, split="train", loss=loss_value, loss_ema=loss_ema, lr=lr, img_per_s=ips)
+            history.append({"step": step + 1, "split": "train", "loss": loss_ema})
             bar.set_postfix(loss=f"{loss_ema:.3f}", img_s=f"{ips:.0f}")
         if cfg.val_split and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total:
-            log.write(step=step + 1, split=cfg.val_split, **_eval(model, cfg, cfg.val_split, device))
+            result = _eval(model, cfg, cfg.val_split, device)
+            log.write(step=step + 1, split=cfg.val_split, **result)
+            history.append({"step": step + 1, "split": cfg.val_split, "loss": result["loss"], "top1": result["top1"]})
             model.train()
         if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and step + 1 < total:
             save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
@@ -182,7 +199,7 @@ def train(cfg: Config) -> dict:
         "img_per_s": timed_images / train_time if train_time else None,
         "final_train_loss": loss_ema, "params": models.num_params(model),
         "params_backbone": models.num_params(model, exclude_head=True), **cost,
-        "grid_size": models.grid_size(model), "init": init_info, "eval": results,
+        "grid_size": models.grid_size(model), "init": init_info, "eval": results, "history": history,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
         "env": environment(), **cfg.tags,

@@ -1,0 +1,70 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vit import data
+
+
+def test_prepared_format_and_manifest(digits_dir):
+    m = data.read_manifest(digits_dir)
+    assert m["splits"] == {"train": 96, "val": 32, "test": 64} and m["num_classes"] == 10
+    x, y, _ = data.load_split(digits_dir, "train+val")
+    assert x.dtype == np.uint8 and x.shape == (128, 8, 8, 3) and y.dtype == np.int64
+    assert set(np.unique(y)) <= set(range(10))
+
+
+def test_checksum_mismatch_is_refused_with_the_file_named(digits_dir, tmp_path):
+    import shutil
+
+    bad = tmp_path / "digits"
+    shutil.copytree(digits_dir, bad)
+    arr = np.load(bad / "train_images.npy")
+    arr[0, 0, 0, 0] ^= 1  # one bit
+    np.save(bad / "train_images.npy", arr)
+    with pytest.raises(data.DataError, match="train_images.npy.*SHA-256"):
+        data.load_split(bad, "train")
+    data.load_split(bad, "test")  # untouched splits still load
+
+
+def test_missing_manifest_and_split_are_explained(digits_dir, tmp_path):
+    with pytest.raises(data.DataError, match="no prepared dataset"):
+        data.read_manifest(tmp_path)
+    with pytest.raises(data.DataError, match="no split 'holdout'"):
+        data.load_split(digits_dir, "holdout")
+
+
+def test_failed_prepare_keeps_the_earlier_data(digits_dir, tmp_path):
+    import shutil
+
+    from vit import prepare
+
+    out = tmp_path / "digits"
+    shutil.copytree(digits_dir, out)
+    before = (out / "manifest.json").read_text()
+    with pytest.raises(data.DataError, match="only 1797"):
+        prepare.prepare(prepare.Config(name="digits", source="digits", group="natural", out=str(out), train=5000))
+    assert (out / "manifest.json").read_text() == before
+    data.load_split(out, "train")
+
+
+def test_batches_are_a_function_of_seed_and_step():
+    x = torch.randint(0, 255, (50, 3, 8, 8), dtype=torch.uint8)
+    y = torch.arange(50)
+    a = data.train_batch(x, y, 7, 16, seed=3, augment="crop_flip")
+    b = data.train_batch(x, y, 7, 16, seed=3, augment="crop_flip")
+    c = data.train_batch(x, y, 8, 16, seed=3, augment="crop_flip")
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and not torch.equal(a[1], c[1])
+    assert a[0].shape == (16, 3, 8, 8) and a[0].min() >= -1 and a[0].max() <= 1
+    # one epoch (3 batches of 16 from 50) visits distinct examples
+    seen = torch.cat([data.train_batch(x, y, s, 16, seed=3, augment="none")[1] for s in range(3)])
+    assert len(set(seen.tolist())) == 48
+
+
+def test_to_tensor_resizes_once_with_antialias():
+    img = np.zeros((2, 8, 8, 3), np.uint8)
+    img[:, :, 4:] = 255
+    t = data.to_tensor(img, 32)
+    assert t.shape == (2, 3, 32, 32) and t.dtype == torch.uint8
+    assert t[0, 0, 0, 0] == 0 and t[0, 0, 0, -1] == 255

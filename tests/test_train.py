@@ -1,0 +1,74 @@
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import TINY_VIT
+from vit import cli, finetune, optim, train
+
+
+def _pretrain_cfg(digits_dir, out, **kw):
+    return train.Config(data=str(digits_dir), out=str(out), model="vit", model_args=TINY_VIT, img_size=32,
+                        steps=4, batch_size=16, val_split="val", eval_every=2, log_every=1, threads=1,
+                        tags={"model": "vit", "upstream": "digits"}, **kw)
+
+
+def test_pretrain_then_finetune_at_higher_resolution(digits_dir, tmp_path):
+    pre = train.train(_pretrain_cfg(digits_dir, tmp_path / "pre"))
+    assert (tmp_path / "pre" / "checkpoint.pt").exists() and math.isfinite(pre["final_train_loss"])
+    assert pre["images_seen"] == 64 and pre["train_flops_per_img"] > 2 * pre["fwd_flops_per_img"]
+    lines = [json.loads(ln) for ln in (tmp_path / "pre" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if r["split"] == "train"] == [1, 2, 3, 4]
+    assert not list((tmp_path / "pre").glob("state-*.pt"))  # resumable state is removed once done
+
+    ft_cfg = cli.parse(train.Config, ["--steps=2", "--batch_size=16", "--optimizer=sgd", "--lr=0.01",
+                                      "--train_split=train+val", "--test_split=test", "--save_checkpoint=false",
+                                      "--threads=1"])
+    grid = finetune.Config(init=str(tmp_path / "pre" / "checkpoint.pt"), model="vit", upstream="digits",
+                           tasks=[digits_dir.name], resolutions=[32, 48], seeds=[0], data_root=str(digits_dir.parent),
+                           out=str(tmp_path / "ft"))
+    runs = finetune.finetune(grid, ft_cfg)
+    assert [r["config"]["img_size"] for r in runs] == [32, 48]
+    assert runs[0]["init"]["posemb_resampled"] is False and runs[1]["init"]["posemb_resampled"] is True
+    assert runs[1]["grid_size"] == [6, 6] and runs[1]["init"]["head_reset"] == ["head.bias", "head.weight"]
+    assert all(0 <= r["eval"]["test"]["top1"] <= 100 and r["eval"]["test"]["n"] == 64 for r in runs)
+    assert json.loads((tmp_path / "ft" / "runs.json").read_text())[1]["task"] == digits_dir.name
+    # a restarted grid skips the finished runs
+    mtime = (tmp_path / "ft" / "digits" / "r48_s0" / "summary.json").stat().st_mtime_ns
+    finetune.finetune(grid, ft_cfg)
+    assert (tmp_path / "ft" / "digits" / "r48_s0" / "summary.json").stat().st_mtime_ns == mtime
+
+
+def test_interrupted_run_resumes_to_the_same_result(digits_dir, tmp_path, monkeypatch):
+    full = train.train(_pretrain_cfg(digits_dir, tmp_path / "full", ckpt_every=2, augment="crop_flip"))
+    real_lr_at = optim.lr_at
+
+    def crash_at_step_3(step, *a):
+        if step == 3:
+            raise KeyboardInterrupt("simulated kill")
+        return real_lr_at(step, *a)
+
+    monkeypatch.setattr(optim, "lr_at", crash_at_step_3)
+    cfg = _pretrain_cfg(digits_dir, tmp_path / "cut", ckpt_every=2, augment="crop_flip")
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg)
+    assert len(list((tmp_path / "cut").glob("state-*.pt"))) == 1
+    monkeypatch.setattr(optim, "lr_at", real_lr_at)
+    resumed = train.train(cfg)
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["eval"]["val"] == full["eval"]["val"]
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(ln)["split"] == "train"]
+    assert steps == [1, 2, 3, 4]  # history kept up to the checkpoint, nothing logged twice
+
+
+def test_lr_schedule():
+    assert optim.lr_at(0, 100, 1.0, 10, "cosine") == pytest.approx(0.1)
+    assert optim.lr_at(9, 100, 1.0, 10, "linear") == pytest.approx(1.0)
+    assert optim.lr_at(10, 100, 1.0, 10, "cosine") == pytest.approx(1.0)
+    assert optim.lr_at(55, 100, 1.0, 10, "cosine") == pytest.approx(0.5)
+    assert optim.lr_at(55, 100, 1.0, 10, "linear") == pytest.approx(0.5)
+    assert optim.to_steps(2.0, 0, 1000, 128) == 16 and optim.to_steps(0, 7, 1000, 128) == 7

@@ -1,0 +1,44 @@
+# Pre-training and fine-tuning run the same loop (vit.train); fine-tuning groups one checkpoint's
+# task x resolution x seed grid in one process (vit.finetune) because Python + torch start-up (~5 s)
+# costs more than a laptop-scale fine-tune. Resumable state is kept outside the declared outputs.
+
+
+rule pretrain:
+    input:
+        data="results/data/{upstream}/manifest.json",
+    output:
+        ckpt="results/pretrain/{model}/{upstream}/checkpoint.pt",
+        summary="results/pretrain/{model}/{upstream}/summary.json",
+    params:
+        args=pretrain_args,
+        data=subpath(input.data, parent=True),
+        out=subpath(output.ckpt, parent=True),
+    log:
+        "results/logs/pretrain/{model}-{upstream}.log",
+    benchmark:
+        "results/benchmarks/pretrain/{model}-{upstream}.tsv"
+    threads: 2
+    resources:
+        gpu=0,
+    shell:
+        "python -m vit.train --data={params.data} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+
+
+rule finetune:
+    input:
+        unpack(finetune_inputs),
+    output:
+        "results/finetune/{model}/{upstream}/runs.json",
+    params:
+        args=finetune_args,
+        out=subpath(output[0], parent=True),
+    log:
+        "results/logs/finetune/{model}-{upstream}.log",
+    benchmark:
+        "results/benchmarks/finetune/{model}-{upstream}.tsv"
+    threads: 2
+    resources:
+        gpu=0,
+    shell:
+        "python -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
+        "--threads={threads} {params.args} > {log} 2>&1"
