@@ -6,6 +6,8 @@ rule evaluate:
         vtab="results/eval/vtab.parquet",
     params:
         out=subpath(output.runs, parent=True),
+    conda:
+        ENV
     log:
         "results/logs/evaluate.log",
     shell:
@@ -20,6 +22,8 @@ rule account:
     output:
         runs="results/compute/compute.parquet",
         jobs="results/compute/jobs.parquet",
+    conda:
+        ENV
     log:
         "results/logs/account.log",
     shell:
@@ -45,6 +49,8 @@ rule report:
     params:
         config=render({"config": config}),
         reports=subpath(output.report, parent=True),
+    conda:
+        ENV
     log:
         "results/logs/report.log",
     shell:
@@ -59,6 +65,8 @@ rule bench:
     params:
         args=render({"models": config["models"], "img_size": config["pretrain"]["train"]["img_size"],
                      "batch_size": config["pretrain"]["train"]["batch_size"]}),
+    conda:
+        ENV
     log:
         "results/logs/bench.log",
     threads: 2

@@ -30,6 +30,8 @@ def _check_config():
 
 _check_config()
 
+ENV = "../envs/vit.yaml"
+
 PRETRAIN_RUNS = [(m, up) for m, ups in config["pretrain"]["runs"].items() for up in ups]
 FINETUNE_RUNS = PRETRAIN_RUNS + [(m, "scratch") for m in config["finetune"]["from_scratch"]]
 

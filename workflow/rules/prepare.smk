@@ -4,6 +4,8 @@ rule prepare:
     params:
         args=prepare_args,
         out=subpath(output[0], parent=True),
+    conda:
+        ENV
     log:
         "results/logs/prepare/{dataset}.log",
     benchmark:

@@ -13,6 +13,8 @@ rule pretrain:
         args=pretrain_args,
         data=subpath(input.data, parent=True),
         out=subpath(output.ckpt, parent=True),
+    conda:
+        ENV
     log:
         "results/logs/pretrain/{model}-{upstream}.log",
     benchmark:
@@ -32,6 +34,8 @@ rule finetune:
     params:
         args=finetune_args,
         out=subpath(output[0], parent=True),
+    conda:
+        ENV
     log:
         "results/logs/finetune/{model}-{upstream}.log",
     benchmark:
