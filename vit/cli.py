@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
+import shlex
 import sys
 import typing
 
@@ -73,13 +75,22 @@ def split_known(cls, argv: list[str]) -> tuple[list[str], list[str]]:
     return mine, [a for a in argv if a not in mine]
 
 
+def literal(value) -> str:
+    """A Python literal with double-quoted strings, so shell-quoted commands stay readable."""
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    return repr(value)
+
+
 def render(values: dict) -> str:
     """The inverse of `parse` for a flat dict: what Snakemake rules put on the command line."""
-    import shlex
-
     parts = []
     for k, v in values.items():
-        text = str(v).lower() if isinstance(v, bool) else (v if isinstance(v, str) else repr(v))
+        text = str(v).lower() if isinstance(v, bool) else v if isinstance(v, str) else literal(v)
         parts.append(shlex.quote(f"--{k}={text}"))
     return " ".join(parts)
 

@@ -56,6 +56,7 @@ def run_rows(runs_files: list[str]):
                 "model": s["model"], "upstream": s["upstream"], "task": s["task"], "group": s["group"],
                 "resolution": c["img_size"], "seed": c["seed"], "top1": s["eval"]["test"]["top1"],
                 "test_loss": s["eval"]["test"]["loss"], "n_test": s["eval"]["test"]["n"],
+                "num_classes": s["num_classes"],
                 "steps": s["steps"], "train_time_s": s["train_time_s"],
                 "train_flops_per_img": s["train_flops_per_img"], "images_seen": s["images_seen"],
                 "posemb_resampled": bool(s["init"].get("posemb_resampled", False)),

@@ -52,7 +52,7 @@ def size_ladder(summary: pd.DataFrame, resolution: int, path) -> None:
     _save(fig, path)
 
 
-def resolution(summary: pd.DataFrame, upstream: str, path) -> None:
+def resolution(summary: pd.DataFrame, upstream: str, upstream_label: str, path) -> None:
     """Paper sec. 3.2: fine-tuning at a higher resolution than pre-training, position embeddings
     resampled in 2D."""
     d = summary[summary.upstream == upstream]
@@ -61,7 +61,7 @@ def resolution(summary: pd.DataFrame, upstream: str, path) -> None:
     g.set_axis_labels("", "test top-1 (%)").set_titles("{col_name}")
     for ax in g.axes.flat:
         ax.tick_params(axis="x", rotation=30)
-    g.figure.suptitle(f"Fine-tuning resolution (pre-trained at the lower one on {upstream})", y=1.03)
+    g.figure.suptitle(f"Fine-tuning resolution (pre-trained at the lower one on {upstream_label})", y=1.03)
     g.savefig(path, dpi=110)
     plt.close(g.figure)
 

@@ -130,8 +130,8 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
         for t in tasks:
             row[config["datasets"][t].get("label", t)] = fmt(g[g.task == t].top1)
         row["mean over tasks"] = fmt(g.groupby("seed").top1.mean())
-        row["pre-training core-hours"] = f"{pre.core_hours.sum():.3f}"
-        row["pre-training PFLOPs"] = f"{pre.train_flops.sum() / 1e15:.2f}"
+        row["pre-training core-hours"] = f"{pre.core_hours.sum():.3g}"
+        row["pre-training PFLOPs"] = f"{pre.train_flops.sum() / 1e15:.3g}"
         rows.append(row)
     up = config["datasets"][largest]
     lines = [
@@ -154,7 +154,8 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
         if key not in t2:
             continue
         p = t2[key]
-        row = {"model (paper)": key.replace("_", " pre-trained on "), "stands in for ours": spec["label"]}
+        row = {"model (paper)": key.split("_")[0] + ("" if key.startswith("ViT") else " " + key.split("_", 1)[1]),
+               "pre-trained on (paper)": p["pretrain"], "stands in for ours": spec["label"]}
         for col, name in PAPER_COLUMNS.items():
             v = p.get(col)
             row[f"{name} (paper)"] = "–" if not v else (f"{v['mean']:.2f} ± {v['std']:.2f}" if v.get("std")
@@ -194,7 +195,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         pretrain_pflops=lambda d: d.pretrain_flops / 1e15)
     plots.transfer(summary, largest, hi, figs / "transfer.png")
     plots.size_ladder(summary, hi, figs / "size_ladder.png")
-    plots.resolution(summary, largest, figs / "resolution.png")
+    plots.resolution(summary, largest, datasets[largest]["label"], figs / "resolution.png")
     plots.compute(scores, figs / "compute.png")
     plots.pretrain_curves(curves, figs / "pretrain_curves.png")
 
@@ -215,6 +216,8 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         gflops_per_s=("achieved_gflops", "median")).reset_index()
     n_seeds = summary.seed.nunique()
     datasets = config["datasets"]
+    n_scratch = int((summary.upstream == "scratch").sum())
+    chance = summary.groupby("task").num_classes.first().map(lambda k: f"{100 / k:.1f} %")
     lines = [
         "# Results: ViT vs BiT vs EfficientNet at laptop scale",
         "",
@@ -222,11 +225,13 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         f"of growing size ({', '.join(datasets[u]['label'] + ' ~ ' + datasets[u].get('stands_for', '?') for u in sorted(config['pretrain']['epochs'], key=lambda u: datasets[u]['train']))}), "
         f"each fine-tuned on {len(config['finetune']['tasks'])} downstream tasks at {lo} px (the pre-training "
         f"resolution) and {hi} px (position embeddings resampled in 2D), {n_seeds} seeds each: "
-        f"{len(summary)} fine-tuned runs, plus the same architectures trained from scratch. "
-        f"Numbers are test top-1 in %, mean ± sd over seeds (n = {n_seeds} unless stated).",
+        f"{len(summary) - n_scratch} fine-tuned runs, plus {n_scratch} runs of the same architectures trained "
+        f"from scratch with the same budget. Numbers are test top-1 in %, mean ± sd over seeds "
+        f"(n = {n_seeds} unless stated). Chance level: "
+        + ", ".join(f"{datasets[t].get('label', t)} {c}" for t, c in chance.items()) + ".",
         "",
-        f"Total measured training compute: {compute.train_flops.sum() / 1e15:.2f} PFLOPs in "
-        f"{compute.train_time_s.sum() / 60:.1f} min of training steps ({compute.core_hours.sum():.3f} core-hours).",
+        f"Total measured training compute: {compute.train_flops.sum() / 1e15:.3g} PFLOPs in "
+        f"{compute.train_time_s.sum() / 60:.1f} min of training steps ({compute.core_hours.sum():.3g} core-hours).",
         "",
         table2_md.replace("# Table 2, mirrored", "## Table 2, mirrored"),
         "## Transfer, per task",

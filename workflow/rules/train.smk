@@ -1,6 +1,9 @@
 # Pre-training and fine-tuning run the same loop (vit.train); fine-tuning groups one checkpoint's
 # task x resolution x seed grid in one process (vit.finetune) because Python + torch start-up (~5 s)
 # costs more than a laptop-scale fine-tune. Resumable state is kept outside the declared outputs.
+# threads: 1 because these small models scale poorly across cores: on 2 cores, two 1-thread jobs side
+# by side train ~18 % more images per second than one 2-thread job (CPU_PERF.md); each job sets
+# torch to exactly its {threads}. Raise it with --set-threads pretrain=N finetune=N for big models.
 
 
 rule pretrain:
@@ -19,7 +22,7 @@ rule pretrain:
         "results/logs/pretrain/{model}-{upstream}.log",
     benchmark:
         "results/benchmarks/pretrain/{model}-{upstream}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=0,
     shell:
@@ -40,7 +43,7 @@ rule finetune:
         "results/logs/finetune/{model}-{upstream}.log",
     benchmark:
         "results/benchmarks/finetune/{model}-{upstream}.tsv"
-    threads: 2
+    threads: 1
     resources:
         gpu=0,
     shell:
