@@ -75,7 +75,7 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert summary.top1.between(0, 100).all() and summary.loc[summary.resolution == 48, "posemb_resampled"].any()
     report = (tmp_path / "reports" / "report.md").read_text()
     table2 = (tmp_path / "reports" / "table2.md").read_text()
-    assert "ViT-L/16 pre-trained on JFT" in table2 and "(paper)" in table2 and "87.76 ± 0.03" in table2
+    assert "| ViT-L/16 " in table2 and "| JFT-300M " in table2 and "87.76 ± 0.03" in table2 and "(paper)" in table2
     assert "## VTAB-style aggregate" in report and "figures/size_ladder.png" in report
     for fig in ("transfer", "size_ladder", "resolution", "compute", "pretrain_curves"):
         png = tmp_path / "reports" / "figures" / f"{fig}.png"

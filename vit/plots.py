@@ -31,7 +31,7 @@ def transfer(summary: pd.DataFrame, upstream: str, resolution: int, path) -> Non
     fig, ax = plt.subplots(figsize=(10, 4.2))
     sns.barplot(data=d, x="task_label", y="top1", hue="run", errorbar="sd", ax=ax, palette="tab10")
     ax.set(xlabel="", ylabel="test top-1 (%)", title=f"Transfer at {resolution} px (mean ± sd over seeds)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
+    ax.legend(title=None, fontsize=8, loc="upper left", bbox_to_anchor=(1, 1))
     _save(fig, path)
 
 
@@ -48,7 +48,7 @@ def size_ladder(summary: pd.DataFrame, resolution: int, path) -> None:
         ax.axhline(value, ls="--", lw=1, color=palette.get(label, "grey"), label=f"{label}, from scratch")
     ax.set(xlabel="pre-training set (growing size)", ylabel="mean test top-1 over tasks (%)",
            title=f"Pre-training set size -> transfer ({resolution} px)")
-    ax.legend(fontsize=8)
+    ax.legend(title=None, fontsize=8)
     _save(fig, path)
 
 
@@ -74,13 +74,16 @@ def compute(scores: pd.DataFrame, path) -> None:
     ax.set_xscale("log")
     ax.set(xlabel="pre-training compute (PFLOPs, measured)", ylabel="mean test top-1 over tasks (%)",
            title="Transfer vs pre-training compute")
+    ax.legend(title=None, fontsize=8)
     _save(fig, path)
 
 
 def pretrain_curves(curves: pd.DataFrame, path) -> None:
     """Pre-training loss of every run (train loss, EMA) against images seen."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    sns.lineplot(data=curves, x="images_seen", y="loss", hue="model_label", style="upstream_label", ax=ax)
+    d = pd.DataFrame({"images_seen": curves.images_seen, "loss": curves.loss, "model": curves.model_label,
+                      "pre-trained on": curves.upstream_label})
+    sns.lineplot(data=d, x="images_seen", y="loss", hue="model", style="pre-trained on", ax=ax)
     ax.set(xlabel="images seen", ylabel="training loss (EMA)", title="Pre-training curves")
     ax.legend(fontsize=8)
     _save(fig, path)

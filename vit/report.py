@@ -182,6 +182,7 @@ def _provenance(pretrain: pd.DataFrame, config: dict) -> list[str]:
 
 def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_md: str) -> str:
     config = cfg.config
+    datasets = config["datasets"]
     reports = Path(cfg.reports)
     figs = reports / "figures"
     figs.mkdir(parents=True, exist_ok=True)
@@ -215,7 +216,6 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         train_s=("train_time_s", "sum"), core_hours=("core_hours", "sum"),
         gflops_per_s=("achieved_gflops", "median")).reset_index()
     n_seeds = summary.seed.nunique()
-    datasets = config["datasets"]
     n_scratch = int((summary.upstream == "scratch").sum())
     chance = summary.groupby("task").num_classes.first().map(lambda k: f"{100 / k:.1f} %")
     lines = [
@@ -231,7 +231,8 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         + ", ".join(f"{datasets[t].get('label', t)} {c}" for t, c in chance.items()) + ".",
         "",
         f"Total measured training compute: {compute.train_flops.sum() / 1e15:.3g} PFLOPs in "
-        f"{compute.train_time_s.sum() / 60:.1f} min of training steps ({compute.core_hours.sum():.3g} core-hours).",
+        f"{compute.train_time_s.sum() / 60:.1f} min of timed training steps, summed over runs "
+        f"({compute.core_hours.sum():.3g} core-hours; jobs run side by side, so this exceeds the wall time).",
         "",
         table2_md.replace("# Table 2, mirrored", "## Table 2, mirrored"),
         "## Transfer, per task",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from tqdm import tqdm
 
 SHAPES = ("circle", "ellipse", "triangle", "square", "pentagon", "hexagon", "star4", "star5", "star6",
           "plus", "heart", "ring", "crescent", "diamond", "semicircle", "arrow")
@@ -122,7 +123,7 @@ def shapes(n: int, *, n_classes: int = 64, size: int = 32, seed: int = 0, chunk:
     u = np.random.default_rng(seed).random((n, 32), dtype=np.float32)  # row i = image i's factors
     labels = np.minimum((u[:, 0] * n_classes).astype(np.int64), n_classes - 1)
     out = np.empty((n, size, size, 3), np.uint8)
-    for i in range(0, n, chunk):
+    for i in tqdm(range(0, n, chunk), desc="shapes", unit="chunk", disable=n < 4 * chunk, mininterval=2):
         out[i:i + chunk] = _render_shapes(u[i:i + chunk], labels[i:i + chunk], size)
     return out, labels, names
 
@@ -220,7 +221,7 @@ def clevr(n: int, *, size: int = 64, seed: int = 0):
     ground = (0.62 - 0.22 * t)[:, None, None] * np.ones((1, g, 3), np.float32)  # lighter far away
     horizon = int(0.22 * g)
     ground[:horizon] = np.array([0.78, 0.8, 0.84], np.float32)
-    for i in range(n):
+    for i in tqdm(range(n), desc="clevr", unit="img", disable=n < 2000, mininterval=2):
         rng = np.random.default_rng([seed, i])  # per-image stream: nested and order-independent
         m = int(rng.integers(3, 11))
         # Pick the closest object's distance bin first so that the 6 Clevr-Dist classes are balanced.
