@@ -68,3 +68,37 @@ def test_to_tensor_resizes_once_with_antialias():
     t = data.to_tensor(img, 32)
     assert t.shape == (2, 3, 32, 32) and t.dtype == torch.uint8
     assert t[0, 0, 0, 0] == 0 and t[0, 0, 0, -1] == 255
+
+
+def _write_idx(path, arr):
+    """IDX format: magic (0, 0, dtype 0x08 = uint8, ndim), big-endian dims, raw bytes."""
+    header = bytes([0, 0, 8, arr.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in arr.shape)
+    path.write_bytes(header + arr.astype(np.uint8).tobytes())
+
+
+def test_fashion_mnist_from_idx_files(tmp_path):
+    from vit import prepare
+
+    raw = tmp_path / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    train_x, test_x = rng.integers(0, 256, (40, 28, 28)), rng.integers(0, 256, (12, 28, 28))
+    _write_idx(raw / "train-images-idx3-ubyte", train_x)
+    _write_idx(raw / "train-labels-idx1-ubyte", np.arange(40) % 10)
+    _write_idx(raw / "t10k-images-idx3-ubyte", test_x)
+    _write_idx(raw / "t10k-labels-idx1-ubyte", np.arange(12) % 10)
+    out = tmp_path / "fmnist"
+    m = prepare.prepare(prepare.Config(name="fashion_mnist", source="fashion_mnist", group="natural", out=str(out),
+                                       train=20, val=10, test=12, data_root=str(tmp_path)))
+    assert m["splits"] == {"train": 20, "val": 10, "test": 12} and m["classes"][9] == "ankle boot"
+    x, y, _ = data.load_split(out, "test")
+    assert np.array_equal(x[..., 0], test_x) and np.array_equal(y, np.arange(12) % 10)
+
+
+def test_fashion_mnist_missing_says_where_it_looked(tmp_path, monkeypatch):
+    from vit import prepare
+
+    monkeypatch.setattr(prepare, "DEBIAN_FASHION", tmp_path / "nowhere")
+    with pytest.raises(data.DataError, match="apt-get install dataset-fashion-mnist"):
+        prepare.prepare(prepare.Config(name="f", source="fashion_mnist", group="natural", out=str(tmp_path / "o"),
+                                       data_root=str(tmp_path)))
