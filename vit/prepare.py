@@ -10,23 +10,37 @@ Sources (all offline):
   digits                      scikit-learn's 1,797 real handwritten digits (8x8, shipped in the wheel)
   fashion_mnist               Fashion-MNIST IDX files from {data_root}/FashionMNIST/raw or Debian's
                               dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist)
+  vtab1k                      a task of the vtab-1k/ archive under {data_root} (--task=<folder or alias>);
+                              splits train800, val200, test
+  imagenet                    {data_root}/imagenet/{train,val}/<wnid>/ in the canonical 1000-class order;
+                              val file names are kept for ImageNet ReaL scoring
+  imagefolder                 any {data_root}/<task>/<split>/<class>/<image> tree (ImageNet-21k, ...)
+  torchvision                 --task=<name> from vit.tv_sources (CIFAR, Pets, Flowers, SVHN, DTD, ...)
 
-Splits follow VTAB-1k: train (800) and val (200) for the sweep, test held out. A failed preparation
-leaves an earlier complete one untouched: files are staged and the manifest is written last.
+Procedural sources follow VTAB-1k: train (800) and val (200) for the sweep, test held out. Image
+sources are resized to --size x --size (the whole image, as VTAB does) and streamed: worker processes
+decode chunks into a pre-allocated memory-mapped array, so memory stays bounded at any dataset size,
+and a progress file lets an interrupted preparation resume. A failed preparation leaves an earlier
+complete one untouched: files are staged in <out>.partial and the manifest is written last.
 """
 from __future__ import annotations
 
 import gzip
+import json
+import multiprocessing
+import os
+import resource
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from vit import cli
 from vit.data import MANIFEST, DataError, split_files
-from vit.logs import sha256_file, write_json
+from vit.logs import config_hash, sha256_file, write_json
 
 SYNTH_SOURCES = ("shapes", "dsprites_location", "dsprites_orientation", "clevr_count", "clevr_distance")
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -46,7 +60,12 @@ class Config:
     size: int = 64          # rendered side in pixels (procedural sources only)
     classes: int = 64       # number of classes (shapes only)
     seed: int = 0
-    data_root: str = ""     # where external datasets live (fashion_mnist)
+    data_root: str = ""     # where external datasets live
+    task: str = ""          # vtab1k / torchvision / imagefolder: which dataset under data_root
+    splits: list = field(default_factory=list)  # image sources: splits to prepare ([] = all of the source's)
+    download: bool = False  # torchvision: let torchvision download (needs internet)
+    workers: int = 0        # decoding processes for image sources (0 = all cores)
+    chunk: int = 256        # images per work unit (and per resume step)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -112,6 +131,44 @@ def _take(x: np.ndarray, y: np.ndarray, cfg: Config) -> dict:
     return {k: v for k, v in splits.items() if len(v[0])}
 
 
+def _images(cfg: Config) -> tuple[dict, list[str], dict]:
+    """Per split, a sequence of (PIL image or uint8 array, label) from an external dataset."""
+    from vit import datasets
+
+    if not cfg.data_root:
+        raise cli.ConfigError(f"--source={cfg.source} needs --data_root (config key data_root)")
+    if cfg.source == "vtab1k":
+        task = datasets.vtab_task(cfg.task)
+        splits = cfg.splits or ["train800", "val200", "test"]
+        seqs = {s: datasets.open_vtab(task.folder, s, cfg.data_root)[0] for s in splits}
+        return seqs, [str(i) for i in range(task.classes)], {"vtab_task": task.folder, "paper": task.paper}
+    if cfg.source == "imagenet":
+        seqs = {s: datasets.open_imagenet(s, cfg.data_root)[0] for s in (cfg.splits or ["train", "val"])}
+        return seqs, datasets.imagenet_wnids(), {"class_order": "timm imagenet_synsets.txt (sorted wnids)"}
+    if cfg.source == "imagefolder":
+        root = Path(cfg.data_root) / cfg.task
+        splits = cfg.splits or (sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else [])
+        if not splits:
+            raise DataError(f"{root}: expected <split>/<class>/<image> folders")
+        classes = sorted({c.name for s in splits for c in (root / s).iterdir() if c.is_dir()})
+        return {s: datasets.open_imagefolder(root / s, classes)[0] for s in splits}, classes, {}
+    if cfg.source == "torchvision":
+        from vit import tv_sources
+
+        spec = tv_sources.TV_DATASETS.get(cfg.task)
+        if spec is None:
+            raise cli.ConfigError(f"--task={cfg.task!r}: not a torchvision dataset; valid: "
+                                  f"{', '.join(tv_sources.TV_DATASETS)}")
+        seqs, names = {}, []
+        for s in cfg.splits or list(spec["splits"]):
+            seqs[s], names = tv_sources.open_split(cfg.task, s, cfg.data_root, download=cfg.download)
+        return seqs, list(names), {"torchvision": cfg.task}
+    raise AssertionError(cfg.source)
+
+
+IMAGE_SOURCES = ("vtab1k", "imagenet", "imagefolder", "torchvision")
+
+
 def build(cfg: Config) -> tuple[dict, list[str], dict]:
     if cfg.source in SYNTH_SOURCES:
         return _synth(cfg)
@@ -119,8 +176,85 @@ def build(cfg: Config) -> tuple[dict, list[str], dict]:
         return _digits(cfg)
     if cfg.source == "fashion_mnist":
         return _fashion_mnist(cfg)
+    if cfg.source in IMAGE_SOURCES:
+        return _images(cfg)
     raise cli.ConfigError(f"--source={cfg.source!r}: unknown; valid sources: "
-                          f"{', '.join(SYNTH_SOURCES + ('digits', 'fashion_mnist'))}")
+                          f"{', '.join(SYNTH_SOURCES + ('digits', 'fashion_mnist') + IMAGE_SOURCES)}")
+
+
+# ----------------------------------------------------------------------------- streaming image sources
+_WORK: dict = {}  # the sequence being decoded; set before the worker pool forks, read by the workers
+
+
+def _square(image, size: int) -> np.ndarray:
+    """The whole image resized to size x size (VTAB resizes without cropping); PIL's bicubic
+    filter widens its support when shrinking, so downsampling is antialiased."""
+    from PIL import Image
+
+    if isinstance(image, np.ndarray):
+        if image.shape[:2] == (size, size):
+            return image
+        image = Image.fromarray(image)
+    if image.size != (size, size):
+        image = image.resize((size, size), Image.BICUBIC)
+    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+
+
+def _decode_chunk(c: int):
+    seq, size, chunk = _WORK["seq"], _WORK["size"], _WORK["chunk"]
+    idx = range(c * chunk, min(len(seq), (c + 1) * chunk))
+    xs, ys = np.empty((len(idx), size, size, 3), np.uint8), np.empty(len(idx), np.int64)
+    for j, i in enumerate(idx):
+        image, label = seq[i]
+        xs[j], ys[j] = _square(image, size), label
+    return c, xs, ys
+
+
+def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: int) -> None:
+    """Decode `seq` into <split>_images.npy / <split>_labels.npy in `stage`, resuming from the chunks
+    a previous attempt finished (recorded in <split>.progress.json after each flush)."""
+    from numpy.lib.format import open_memmap
+
+    n = len(seq)
+    if n == 0:
+        raise DataError(f"split {split}: the source has no images")
+    fx, fy = (stage / f for f in split_files(split))
+    progress_file = stage / f"{split}.progress.json"
+    done = set(json.loads(progress_file.read_text())) if progress_file.exists() and fx.exists() else set()
+    mode = "r+" if done else "w+"
+    x = open_memmap(fx, mode=mode, dtype=np.uint8, shape=(n, size, size, 3))
+    y = open_memmap(fy, mode=mode, dtype=np.int64, shape=(n,))
+    todo = [c for c in range((n + chunk - 1) // chunk) if c not in done]
+    _WORK.update(seq=seq, size=size, chunk=chunk)
+    bar = tqdm(total=n, initial=n - sum(min(chunk, n - c * chunk) for c in todo), unit="img",
+               desc=f"prepare {split}", mininterval=2)
+    ctx = multiprocessing.get_context("fork")  # workers inherit the open dataset, nothing is pickled
+    with ctx.Pool(workers) if workers > 1 else _Serial() as pool:
+        for k, (c, xs, ys) in enumerate(pool.imap_unordered(_decode_chunk, todo)):
+            x[c * chunk:c * chunk + len(xs)], y[c * chunk:c * chunk + len(ys)] = xs, ys
+            done.add(c)
+            bar.update(len(xs))
+            if k % 16 == 15 or k == len(todo) - 1:  # flush, then record: a crash repeats at most 16 chunks
+                x.flush()
+                y.flush()
+                progress_file.write_text(json.dumps(sorted(done)))
+    bar.close()
+    del x, y
+    if "seq" in _WORK:
+        _WORK.clear()
+
+
+class _Serial:
+    """The Pool interface without processes (workers <= 1)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def imap_unordered(self, fn, items):
+        return map(fn, items)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -131,25 +265,41 @@ def prepare(cfg: Config) -> dict:
     splits, class_names, info = build(cfg)
     out = Path(cfg.out)
     stage = out.with_name(out.name + ".partial")
-    shutil.rmtree(stage, ignore_errors=True)
-    stage.mkdir(parents=True)
-    files, sizes = {}, {}
-    for split, (x, y) in splits.items():
-        if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or len(x) != len(y):
-            raise DataError(f"{cfg.source}: split {split} has images {x.shape} {x.dtype}, labels {y.shape}; "
-                            f"expected uint8 (N,H,W,3) and N labels")
+    chash = config_hash(asdict(cfg) | {"workers": 0})  # the worker count does not change the bytes
+    marker = stage / "config_hash"
+    if stage.exists() and (not marker.exists() or marker.read_text() != chash):
+        shutil.rmtree(stage)  # an attempt with other settings: nothing of it can be reused
+    stage.mkdir(parents=True, exist_ok=True)
+    marker.write_text(chash)
+    files, sizes, names = {}, {}, {}
+    for split, source in splits.items():
         fx, fy = split_files(split)
-        np.save(stage / fx, np.ascontiguousarray(x))
-        np.save(stage / fy, np.asarray(y, dtype=np.int64))
+        if isinstance(source, tuple):  # in-memory arrays (procedural sources, digits, Fashion-MNIST)
+            x, y = source
+            if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or len(x) != len(y):
+                raise DataError(f"{cfg.source}: split {split} has images {x.shape} {x.dtype}, labels {y.shape}; "
+                                f"expected uint8 (N,H,W,3) and N labels")
+            np.save(stage / fx, np.ascontiguousarray(x))
+            np.save(stage / fy, np.asarray(y, dtype=np.int64))
+        else:
+            if cfg.size <= 0:
+                raise cli.ConfigError(f"--size must be positive for --source={cfg.source}")
+            stream_split(source, stage, split, cfg.size, cfg.workers or os.cpu_count() or 1, cfg.chunk)
+            samples = getattr(source, "samples", None)
+            if samples is not None:  # keep file names (ImageNet ReaL scores by file name)
+                (stage / f"{split}_names.txt").write_text("".join(Path(p).name + "\n" for p, _ in samples))
+                files[f"{split}_names.txt"] = sha256_file(stage / f"{split}_names.txt")
         files[fx], files[fy] = sha256_file(stage / fx), sha256_file(stage / fy)
-        sizes[split] = int(len(x))
-    first = next(iter(splits.values()))[0]
+        sizes[split] = int(len(np.load(stage / fy, mmap_mode="r")))
+        names[split] = list(np.load(stage / fx, mmap_mode="r").shape[1:3])
+    first = next(iter(names.values()))
     manifest = {
-        "name": cfg.name, "source": cfg.source, "group": cfg.group, "seed": cfg.seed,
+        "name": cfg.name, "source": cfg.source, "group": cfg.group, "seed": cfg.seed, "task": cfg.task,
         "classes": list(class_names), "num_classes": len(class_names),
-        "image_size": [int(first.shape[1]), int(first.shape[2])], "channels": 3,
-        "splits": sizes, "files": files, "info": info,
+        "image_size": first, "channels": 3, "splits": sizes, "files": files, "info": info,
         "seconds": round(time.time() - t0, 2),
+        "peak_rss_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                              + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 1),
     }
     # Move the finished files in, manifest last: a crash before this point leaves `out` as it was.
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,177 @@
+"""Where datasets come from: the VTAB-1k task table, the `vtab-1k/` folder format, ImageNet as an
+ImageFolder in the canonical 1000-wnid order, and ImageNet ReaL scoring.
+
+Every adapter returns, per split, a sequence of (image, label) with `len()` and indexing, where an
+image is a PIL image or an (H, W, 3) uint8 array; `vit.prepare` streams such sequences into the
+prepared format. torchvision's datasets (CIFAR, Pets, Flowers, ...) live in `vit.tv_sources`.
+External data sits under one root (config key `data_root`), each dataset in its native layout.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from vit.data import DataError
+
+
+@dataclass(frozen=True)
+class VtabTask:
+    folder: str       # folder name in the de-facto vtab-1k/ archive
+    classes: int
+    group: str        # natural | specialized | structured
+    paper: str        # column name in the paper's Table 9 (reference.yaml vtab_table9.task_order)
+    aliases: tuple[str, ...] = ()
+
+
+# The 19 VTAB-1k tasks in the paper's Table 9 order (DATASETS.md sec. 1.2 and 2.3).
+VTAB_TASKS = (
+    VtabTask("caltech101", 102, "natural", "Caltech101", ("caltech",)),
+    VtabTask("cifar", 100, "natural", "CIFAR-100", ("cifar100", "cifar-100")),
+    VtabTask("dtd", 47, "natural", "DTD"),
+    VtabTask("oxford_flowers102", 102, "natural", "Flowers102", ("flowers102", "flowers")),
+    VtabTask("oxford_iiit_pet", 37, "natural", "Pets", ("oxford_pet", "pets")),
+    VtabTask("sun397", 397, "natural", "Sun397", ("sun",)),
+    VtabTask("svhn", 10, "natural", "SVHN", ("svhn_cropped",)),
+    VtabTask("patch_camelyon", 2, "specialized", "Camelyon", ("pcam", "camelyon")),
+    VtabTask("eurosat", 10, "specialized", "EuroSAT"),
+    VtabTask("resisc45", 45, "specialized", "Resisc45", ("resisc",)),
+    VtabTask("diabetic_retinopathy", 5, "specialized", "Retinopathy", ("retinopathy", "dr")),
+    VtabTask("clevr_count", 8, "structured", "Clevr-Count", ("clevr-count", "clevr_count_all")),
+    VtabTask("clevr_dist", 6, "structured", "Clevr-Dist", ("clevr_distance", "clevr-dist",
+                                                            "clevr_closest_object_distance")),
+    VtabTask("dmlab", 6, "structured", "DMLab"),
+    VtabTask("dsprites_loc", 16, "structured", "dSpr-Loc", ("dsprites_location", "dspr-loc")),
+    VtabTask("dsprites_ori", 16, "structured", "dSpr-Ori", ("dsprites_orientation", "dspr-ori")),
+    VtabTask("kitti", 4, "structured", "KITTI-Dist", ("kitti_dist", "kitti-dist",
+                                                      "kitti_closest_vehicle_distance")),
+    VtabTask("smallnorb_azi", 18, "structured", "sNORB-Azim", ("smallnorb_azimuth", "snorb-azim")),
+    VtabTask("smallnorb_ele", 9, "structured", "sNORB-Elev", ("smallnorb_elevation", "snorb-elev")),
+)
+VTAB_SPLITS = ("train800", "val200", "train800val200", "test")
+
+
+def vtab_task(name: str) -> VtabTask:
+    """Resolve a task folder name or one of its aliases (case-insensitive)."""
+    key = name.lower()
+    for task in VTAB_TASKS:
+        if key == task.folder or key in task.aliases or key == task.paper.lower():
+            return task
+    raise DataError(f"unknown VTAB-1k task {name!r}; known: {', '.join(t.folder for t in VTAB_TASKS)} "
+                    f"(and their aliases)")
+
+
+class ListedImages:
+    """Images listed in a text file, one `relative/path label` per line (the vtab-1k format)."""
+
+    def __init__(self, root: Path, list_file: Path, num_classes: int):
+        if not list_file.exists():
+            raise DataError(f"{list_file}: missing. A vtab-1k task folder holds "
+                            f"{', '.join(s + '.txt' for s in VTAB_SPLITS)} and images/; see README, 'Datasets'.")
+        self.root = root
+        self.items = []
+        for n, line in enumerate(list_file.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            path, _, label = line.strip().rpartition(" ")
+            if not path or not label.lstrip("-").isdigit() or not 0 <= int(label) < num_classes:
+                raise DataError(f"{list_file}:{n}: expected '<image path> <label in 0..{num_classes - 1}>', "
+                                f"got {line!r}")
+            self.items.append((path, int(label)))
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        path, label = self.items[i]
+        try:
+            with Image.open(self.root / path) as im:
+                return im.convert("RGB"), label
+        except (OSError, ValueError) as e:
+            raise DataError(f"{self.root / path}: cannot read image ({e})") from None
+
+
+def open_vtab(task: str, split: str, data_root: str) -> tuple[ListedImages, list[str]]:
+    t = vtab_task(task)
+    if split not in VTAB_SPLITS:
+        raise DataError(f"VTAB-1k split {split!r}: expected one of {', '.join(VTAB_SPLITS)}")
+    root = Path(data_root) / "vtab-1k" / t.folder
+    if not root.is_dir():
+        raise DataError(f"{root}: no VTAB-1k task folder. Put the vtab-1k archive (one folder per task, "
+                        f"e.g. as made by NOAH's get_vtab1k.py) under {Path(data_root) / 'vtab-1k'}.")
+    return ListedImages(root, root / f"{split}.txt", t.classes), [str(i) for i in range(t.classes)]
+
+
+# ----------------------------------------------------------------------------- ImageNet
+def imagenet_wnids() -> list[str]:
+    """The canonical 1000-class order (sorted wnids), shipped in the timm wheel; ReaL labels and
+    torchvision's ImageNet use the same indices."""
+    text = resources.files("timm").joinpath("data/_info/imagenet_synsets.txt").read_text()
+    return text.split()
+
+
+def open_imagefolder(root: Path, classes: list[str] | None = None):
+    """A `<root>/<class>/<image>` tree. With `classes`, labels follow that list (so a subset of the
+    ImageNet folders keeps the 1000-way indices); without, the sorted folder names."""
+    from torchvision.datasets import ImageFolder
+
+    if not root.is_dir():
+        raise DataError(f"{root}: no such folder (expected <class>/<image> sub-folders)")
+    present = sorted(p.name for p in root.iterdir() if p.is_dir())
+    order = classes if classes is not None else present
+    unknown = sorted(set(present) - set(order))
+    if unknown:
+        raise DataError(f"{root}: class folders not in the class list: {', '.join(unknown[:5])}")
+
+    class Folder(ImageFolder):
+        def find_classes(self, directory):
+            index = {c: i for i, c in enumerate(order)}
+            return present, {c: index[c] for c in present}
+
+    return Folder(str(root), loader=lambda p: _rgb(p)), order
+
+
+def _rgb(path):
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")
+
+
+def open_imagenet(split: str, data_root: str):
+    """ImageNet-1k in torchvision's layout: {data_root}/imagenet/{train,val}/<wnid>/*.JPEG."""
+    if split not in ("train", "val"):
+        raise DataError(f"ImageNet split {split!r}: expected train or val")
+    return open_imagefolder(Path(data_root) / "imagenet" / split, imagenet_wnids())
+
+
+# ----------------------------------------------------------------------------- ImageNet ReaL
+def real_labels(path: str | None = None) -> list[list[int]]:
+    """ReaL label sets (Beyer et al. 2020), one list per val image in filename order; the copy
+    shipped in the timm wheel is byte-identical to real.json."""
+    if path:
+        return json.loads(Path(path).read_text())
+    return json.loads(resources.files("timm").joinpath("data/_info/imagenet_real_labels.json").read_text())
+
+
+def real_top1(predictions, filenames: list[str], labels: list[list[int]] | None = None) -> dict:
+    """ReaL top-1: a prediction is correct if it is in the image's label set; images with an empty
+    set are left out of numerator and denominator. Files are matched by their basename
+    ILSVRC2012_val_XXXXXXXX.JPEG (entry i of the label file is image i + 1)."""
+    labels = real_labels() if labels is None else labels
+    correct = scored = 0
+    for pred, name in zip(np.asarray(predictions).tolist(), filenames):
+        stem = Path(name).name
+        if not stem.startswith("ILSVRC2012_val_"):
+            raise DataError(f"{name}: not an ImageNet validation file name (ILSVRC2012_val_XXXXXXXX.JPEG)")
+        real = labels[int(stem[15:23]) - 1]
+        if real:
+            scored += 1
+            correct += int(pred in real)
+    return {"real_top1": 100.0 * correct / scored if scored else float("nan"), "n_scored": scored,
+            "n_excluded": len(filenames) - scored}
