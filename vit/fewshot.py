@@ -128,7 +128,7 @@ def _rows(train_labels, train_feats_at, test_feats, test_labels, shots, seeds, l
             idx = sample_shots(train_labels, k, seed)
             pred = fit_predict(train_feats_at(idx), torch.as_tensor(train_labels).long()[idx], test_feats,
                                num_classes, l2_reg)
-            top1 = 100.0 * (pred == test_labels).double().mean().item() if len(test_labels) else math.nan
+            top1 = 100.0 * int((pred == test_labels).sum()) / len(test_labels) if len(test_labels) else math.nan
             rows.append({"shots": int(k), "seed": int(seed), "top1": top1, "n_test": len(test_labels),
                          "n_train": len(idx)})
     return rows

@@ -211,37 +211,45 @@ def _decode_chunk(c: int):
 
 
 def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: int) -> None:
-    """Decode `seq` into <split>_images.npy / <split>_labels.npy in `stage`, resuming from the chunks
-    a previous attempt finished (recorded in <split>.progress.json after each flush)."""
+    """Decode `seq` into <split>_images.npy / <split>_labels.npy in `stage`, resuming from the chunks a
+    previous attempt finished. <split>.done.npy holds one byte per chunk, set once the chunk's pixels
+    are written, so recording progress costs the same at any dataset size. Chunks are written with
+    positioned writes rather than through a memory map, so resident memory does not grow with the
+    dataset."""
     from numpy.lib.format import open_memmap
 
     n = len(seq)
     if n == 0:
         raise DataError(f"split {split}: the source has no images")
     fx, fy = (stage / f for f in split_files(split))
-    progress_file = stage / f"{split}.progress.json"
-    done = set(json.loads(progress_file.read_text())) if progress_file.exists() and fx.exists() else set()
-    mode = "r+" if done else "w+"
-    x = open_memmap(fx, mode=mode, dtype=np.uint8, shape=(n, size, size, 3))
-    y = open_memmap(fy, mode=mode, dtype=np.int64, shape=(n,))
-    todo = [c for c in range((n + chunk - 1) // chunk) if c not in done]
+    fdone = stage / f"{split}.done.npy"
+    n_chunks = (n + chunk - 1) // chunk
+    resume = fx.exists() and fy.exists() and fdone.exists()
+    offsets = {}
+    for path, dtype, shape in ((fx, np.uint8, (n, size, size, 3)), (fy, np.int64, (n,))):
+        mm = open_memmap(path, mode="r+" if resume else "w+", dtype=dtype, shape=shape)  # header + length
+        offsets[path] = mm.offset
+        del mm
+    done = open_memmap(fdone, mode="r+" if resume else "w+", dtype=np.uint8, shape=(n_chunks,))
+    todo = [c for c in range(n_chunks) if not done[c]]
     _WORK.update(seq=seq, size=size, chunk=chunk)
     bar = tqdm(total=n, initial=n - sum(min(chunk, n - c * chunk) for c in todo), unit="img",
                desc=f"prepare {split}", mininterval=2)
     ctx = multiprocessing.get_context("fork")  # workers inherit the open dataset, nothing is pickled
-    with ctx.Pool(workers) if workers > 1 else _Serial() as pool:
-        for k, (c, xs, ys) in enumerate(pool.imap_unordered(_decode_chunk, todo)):
-            x[c * chunk:c * chunk + len(xs)], y[c * chunk:c * chunk + len(ys)] = xs, ys
-            done.add(c)
-            bar.update(len(xs))
-            if k % 16 == 15 or k == len(todo) - 1:  # flush, then record: a crash repeats at most 16 chunks
-                x.flush()
-                y.flush()
-                progress_file.write_text(json.dumps(sorted(done)))
-    bar.close()
-    del x, y
-    if "seq" in _WORK:
+    try:
+        with open(fx, "r+b") as img_file, open(fy, "r+b") as label_file, \
+                (ctx.Pool(workers) if workers > 1 else _Serial()) as pool:
+            for c, xs, ys in pool.imap_unordered(_decode_chunk, todo):
+                os.pwrite(img_file.fileno(), xs.tobytes(), offsets[fx] + c * chunk * xs[0].nbytes)
+                os.pwrite(label_file.fileno(), ys.tobytes(), offsets[fy] + c * chunk * 8)
+                done[c] = 1  # after the pixels reached the OS: a killed process loses nothing marked done
+                done.flush()
+                bar.update(len(xs))
+    finally:
+        bar.close()
         _WORK.clear()
+    del done
+    fdone.unlink()
 
 
 class _Serial:
@@ -298,8 +306,10 @@ def prepare(cfg: Config) -> dict:
         "classes": list(class_names), "num_classes": len(class_names),
         "image_size": first, "channels": 3, "splits": sizes, "files": files, "info": info,
         "seconds": round(time.time() - t0, 2),
-        "peak_rss_mb": round((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-                              + resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024, 1),
+        # peak resident memory of this process and of its largest worker (forked workers share pages
+        # with the parent, so the two are not additive)
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
     }
     # Move the finished files in, manifest last: a crash before this point leaves `out` as it was.
     out.mkdir(parents=True, exist_ok=True)

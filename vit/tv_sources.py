@@ -135,9 +135,13 @@ def _build(name: str, split: str, root: str, download: bool):
             root, train=split == "train", download=download)
         return ds, list(ds.classes)
     if name == "oxford_iiit_pet":
-        # classes are derived from the image ids present in the split (normally all 37).
+        # torchvision's `classes` lists only the breeds present, in label order but not indexed by
+        # label, so it misaligns if a split lacks a breed. Rebuild it indexed by label from the ids.
         ds = D.OxfordIIITPet(root, split=split, download=download)
-        return ds, list(ds.classes)
+        names = [f"class_{i}" for i in range(37)]
+        for path, label in zip(ds._images, ds._labels):
+            names[label] = " ".join(p.title() for p in path.stem.rsplit("_", 1)[0].split("_"))
+        return ds, names
     if name == "oxford_flowers102":
         ds = _md5_checked(D.Flowers102)(root, split=split, download=download)
         return ds, list(ds.classes)
