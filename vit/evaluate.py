@@ -52,10 +52,11 @@ def run_rows(runs_files: list[str]):
     for path in runs_files:
         for s in read_json(path):
             c = s["config"]
+            score = s["eval"][c["test_split"]]  # the run's held-out split (test; val200 in a VTAB sweep)
             rows.append({
                 "model": s["model"], "upstream": s["upstream"], "task": s["task"], "group": s["group"],
-                "resolution": c["img_size"], "seed": c["seed"], "top1": s["eval"]["test"]["top1"],
-                "test_loss": s["eval"]["test"]["loss"], "n_test": s["eval"]["test"]["n"],
+                "resolution": c["img_size"], "seed": c["seed"], "top1": score["top1"],
+                "test_loss": score["loss"], "n_test": score["n"], "test_split": c["test_split"],
                 "num_classes": s["num_classes"],
                 "steps": s["steps"], "train_time_s": s["train_time_s"],
                 "train_flops_per_img": s["train_flops_per_img"], "images_seen": s["images_seen"],

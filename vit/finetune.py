@@ -34,6 +34,7 @@ class Config:
     seeds: list = field(default_factory=list)
     data_root: str = "results/data"
     out: str = ""
+    settings_file: str = ""   # JSON {"settings": {...}} of training settings chosen earlier (VTAB-1k select step)
 
 
 def plan(cfg: Config, train_cfg: train.Config) -> list[train.Config]:
@@ -58,6 +59,11 @@ def plan(cfg: Config, train_cfg: train.Config) -> list[train.Config]:
 def finetune(cfg: Config, train_cfg: train.Config) -> list[dict]:
     if not cfg.out or not cfg.tasks or not cfg.resolutions or not cfg.seeds:
         raise cli.ConfigError("--out, --tasks, --resolutions and --seeds are required")
+    if cfg.settings_file:
+        chosen = read_json(cfg.settings_file)["settings"]
+        # checked like command-line settings: a hand-edited file cannot slip in an unknown key
+        cli.parse(train.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in chosen.items()])
+        train_cfg = dataclasses.replace(train_cfg, **chosen)
     summaries = []
     runs = plan(cfg, train_cfg)
     for i, run in enumerate(runs):
@@ -67,7 +73,7 @@ def finetune(cfg: Config, train_cfg: train.Config) -> list[dict]:
             continue
         print(f"[{i + 1}/{len(runs)}] {run.tags['task']} at {run.img_size} px, seed {run.seed}", flush=True)
         summaries.append(train.train(run))
-        print(f"    test top-1 {summaries[-1]['eval']['test']['top1']:.2f} %", flush=True)
+        print(f"    {run.test_split} top-1 {summaries[-1]['eval'][run.test_split]['top1']:.2f} %", flush=True)
     write_json(Path(cfg.out) / "runs.json", summaries)
     return summaries
 

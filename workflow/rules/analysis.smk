@@ -56,30 +56,3 @@ rule report:
     shell:
         "python -m vit.report --runs={input.runs} --vtab={input.vtab} --compute={input.compute} "
         "--summary={output.summary} --reports={params.reports} {params.config} {input.pretrain} > {log} 2>&1"
-
-
-rule bench:
-    output:
-        json="results/bench/bench.json",
-        md="results/bench/bench.md",
-    params:
-        args=render({"models": config["models"], "img_size": config["pretrain"]["train"]["img_size"],
-                     "batch_size": config["pretrain"]["train"]["batch_size"]}),
-    conda:
-        ENV
-    log:
-        "results/logs/bench.log",
-    threads: 2
-    shell:
-        "python -m vit.bench --out={output.json} --threads={threads} {params.args} > {log} 2>&1"
-
-
-rule bench_prepare:
-    output:
-        "results/bench/prepare.json",
-    conda:
-        ENV
-    log:
-        "results/logs/bench_prepare.log",
-    shell:
-        "python -m vit.bench_prepare --root=results/bench/jpegs --out={output} > {log} 2>&1"

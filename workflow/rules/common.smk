@@ -5,9 +5,24 @@ from snakemake.exceptions import WorkflowError
 from vit.cli import render  # dict -> shell-quoted `--key=value` words; vit.cli parses them back
 
 
+config.setdefault("datasets", {})
+config.setdefault("models", {})
+if "vtab" in config:  # every VTAB-1k task becomes a dataset prepared from {data_root}/vtab-1k
+    from vit.datasets import VTAB_TASKS, vtab_task
+
+    VTAB_TASK_LIST = [vtab_task(t) for t in config["vtab"].get("tasks") or [t.folder for t in VTAB_TASKS]]
+    VTAB_DATA = [f"results/data/vtab_{t.folder}/manifest.json" for t in VTAB_TASK_LIST]
+    for _t in VTAB_TASK_LIST:
+        config["datasets"][f"vtab_{_t.folder}"] = {"source": "vtab1k", "task": _t.folder, "group": _t.group,
+                                                  "label": _t.paper, "size": config["vtab"]["image_size"]}
+EXPERIMENT = "pretrain" in config and "finetune" in config  # the pre-train -> fine-tune grid
+
+
 def _check_config():
     """Cross-references between sections, which a JSON schema cannot check."""
     datasets, models = config["datasets"], config["models"]
+    if not EXPERIMENT:
+        return
 
     def need(kind, name, where, known):
         if name not in known:
@@ -32,8 +47,8 @@ _check_config()
 
 ENV = "../envs/vit.yaml"
 
-PRETRAIN_RUNS = [(m, up) for m, ups in config["pretrain"]["runs"].items() for up in ups]
-FINETUNE_RUNS = PRETRAIN_RUNS + [(m, "scratch") for m in config["finetune"]["from_scratch"]]
+PRETRAIN_RUNS = [(m, up) for m, ups in config["pretrain"]["runs"].items() for up in ups] if EXPERIMENT else []
+FINETUNE_RUNS = PRETRAIN_RUNS + [(m, "scratch") for m in config["finetune"]["from_scratch"]] if EXPERIMENT else []
 
 
 def model_spec(model):
@@ -43,6 +58,8 @@ def model_spec(model):
 
 def prepare_args(wildcards):
     spec = {k: v for k, v in config["datasets"][wildcards.dataset].items() if k not in ("label", "stands_for")}
+    if spec["source"] in ("vtab1k", "imagenet", "imagefolder", "torchvision", "fashion_mnist"):
+        spec["data_root"] = config["data_root"]
     return render(spec)
 
 
@@ -83,3 +100,31 @@ def benchmark_files():
 
 
 FIGURES = ["transfer", "size_ladder", "resolution", "compute", "pretrain_curves"]
+
+
+def vtab_args(wildcards, input):
+    """The VTAB-1k fine-tuning grid: sweep (one setting on train800 -> val200) or final (the selected
+    setting on train800+val200 -> test)."""
+    v = config["vtab"]
+    grid = {"tasks": [f"vtab_{t.folder}" for t in VTAB_TASK_LIST], "resolutions": [v["resolution"]],
+            "init": input.init, "model": v["model"], "upstream": "vtab"}
+    if "setting" in wildcards.keys():
+        split = {"seeds": [v["seeds"][0]], "train_split": "train800", "test_split": "val200"}
+        return render(dict(grid, **v["train"], **v["sweep"][int(wildcards.setting)], **split))
+    split = {"seeds": v["seeds"], "train_split": "train800+val200", "test_split": "test",
+             "settings_file": input.selected}
+    return render(dict(grid, **v["train"], **split))
+
+
+def bench_args():
+    """Each model of the preset at its pre-training shape."""
+    train = config.get("pretrain", {}).get("train", {})
+    shape = {"img_size": train.get("img_size", 32), "batch_size": train.get("batch_size", 128)}
+    return render(dict(models={m: model_spec(m) for m in config["models"]}, **shape))
+
+
+def all_targets():
+    targets = ["results/summary.parquet", "reports/report.md", "reports/table2.md"] if EXPERIMENT else []
+    if "vtab" in config:
+        targets.append("reports/vtab.md")
+    return targets

@@ -1,0 +1,125 @@
+"""The VTAB-1k protocol of the paper (App. B.1.1, following BiT): select, then report.
+
+    python -m vit.vtab --mode=select --out=results/vtab/<model>/selected.json \
+        '--settings=[{"lr": 0.01, "steps": 2500}, ...]' results/vtab/<model>/sweep/s*/runs.json
+    python -m vit.vtab --mode=report --selected=results/vtab/<model>/selected.json \
+        --out=reports/vtab.md --table=results/vtab/<model>/vtab.parquet results/vtab/<model>/final/runs.json
+
+The rules around it: every task is fine-tuned on train800 and scored on val200 for each setting of a
+small sweep (the paper: 2 learning rates x 2 schedules); `select` picks one setting for all tasks by
+the mean val200 score; every task is then fine-tuned again on all 1000 examples (train800+val200)
+and scored on test; `report` gives per-task and per-group (Natural 7, Specialized 4, Structured 8)
+test top-1 beside the paper's Table 9.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from vit import cli
+from vit.datasets import VTAB_TASKS, vtab_task
+from vit.evaluate import run_rows
+from vit.logs import atomic_write_bytes, read_json, write_json
+
+PAPER_ROWS = ("ViT-H/14_JFT", "ViT-L/16_JFT", "ViT-L/16_I21k")
+
+
+@dataclass
+class Config:
+    mode: str = ""                                # select | report
+    out: str = ""
+    settings: list = field(default_factory=list)  # select: the sweep's settings, in the order of the inputs
+    selected: str = ""                            # report: the selection written by `select`
+    table: str = ""                               # report: Parquet with one row per task
+    model: str = ""                               # report: the model's name, for the title
+    inputs: list = field(default_factory=list)    # runs.json files
+
+
+def task_folder(dataset: str) -> str:
+    """Prepared VTAB datasets are named vtab_<folder>."""
+    return vtab_task(dataset.removeprefix("vtab_")).folder
+
+
+def select(cfg: Config) -> dict:
+    if len(cfg.settings) != len(cfg.inputs):
+        raise cli.ConfigError(f"{len(cfg.inputs)} sweep results for {len(cfg.settings)} settings")
+    scores = []
+    for setting, path in zip(cfg.settings, cfg.inputs):
+        rows = run_rows([path])
+        per_task = rows.groupby("task").top1.mean()
+        scores.append({"setting": setting, "mean_val200": float(per_task.mean()), "n_tasks": len(per_task),
+                       "per_task": {k: round(float(v), 2) for k, v in per_task.items()}, "file": path})
+    best = max(range(len(scores)), key=lambda i: scores[i]["mean_val200"])  # ties: the first listed
+    result = {"settings": cfg.settings[best], "index": best, "scores": scores}
+    write_json(cfg.out, result)
+    for i, s in enumerate(scores):
+        print(f"{'*' if i == best else ' '} {s['setting']}: mean val200 top-1 {s['mean_val200']:.2f} "
+              f"over {s['n_tasks']} tasks")
+    return result
+
+
+def _fmt(v: pd.Series) -> str:
+    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
+
+
+def report(cfg: Config) -> pd.DataFrame:
+    ref = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text())["vtab_table9"]
+    paper = {row: dict(zip(ref["task_order"], ref[row])) for row in PAPER_ROWS}
+    runs = run_rows(cfg.inputs)
+    runs["folder"] = runs.task.map(task_folder)
+    order = [t for t in VTAB_TASKS if t.folder in set(runs.folder)]
+    rows = []
+    for t in order:
+        r = runs[runs.folder == t.folder]
+        rows.append({"task": t.paper, "group": t.group, "top1": r.top1.mean(), "sd": r.top1.std(ddof=1),
+                     "n_seeds": r.seed.nunique(), "ours": _fmt(r.top1),
+                     **{f"{row} (paper)": paper[row][t.paper] for row in PAPER_ROWS}})
+    table = pd.DataFrame(rows)
+    Path(cfg.table).parent.mkdir(parents=True, exist_ok=True)
+    table.to_parquet(cfg.table, index=False)
+
+    # group means over the tasks that were run, for us and for the paper's rows alike
+    per_seed = runs.assign(group=runs.folder.map(lambda f: vtab_task(f).group))
+    groups = []
+    for name, sel in [("Natural", "natural"), ("Specialized", "specialized"), ("Structured", "structured"),
+                      ("All", None)]:
+        g = per_seed if sel is None else per_seed[per_seed.group == sel]
+        tasks = table if sel is None else table[table.group == sel]
+        if g.empty:
+            continue
+        seed_means = g.groupby("seed").top1.mean()
+        groups.append({"group": f"{name} ({len(tasks)} of {sum(1 for t in VTAB_TASKS if sel in (None, t.group))})",
+                       "ours": _fmt(seed_means),
+                       **{f"{row} (paper)": round(tasks[f"{row} (paper)"].mean(), 1) for row in PAPER_ROWS}})
+    chosen = read_json(cfg.selected) if cfg.selected else {}
+    lines = [f"# VTAB-1k: {cfg.model or 'our model'} beside the paper's Table 9", "",
+             f"Test top-1 (%) after fine-tuning on train800+val200 (1,000 examples in VTAB-1k), mean ± sd over "
+             f"{runs.seed.nunique()} seed(s). Setting chosen for all tasks by mean val200 top-1: "
+             f"`{chosen.get('settings')}`.", ""]
+    if chosen:
+        lines += ["| setting | mean val200 top-1 |", "|---|---|"] + [
+            f"| `{s['setting']}`{' (chosen)' if i == chosen['index'] else ''} | {s['mean_val200']:.2f} |"
+            for i, s in enumerate(chosen["scores"])] + [""]
+    lines += [table.drop(columns=["top1", "sd"]).to_markdown(index=False), "",
+              "Group means over the tasks run (for the paper's rows too, so the columns compare like with like):",
+              "", pd.DataFrame(groups).to_markdown(index=False), "",
+              "Paper numbers: Dosovitskiy et al. 2021, Table 9 (`vit/reference.yaml`)."]
+    atomic_write_bytes(cfg.out, ("\n".join(lines) + "\n").encode())
+    print("\n".join(lines))
+    return table
+
+
+def main(cfg: Config):
+    if cfg.mode == "select":
+        return select(cfg)
+    if cfg.mode == "report":
+        return report(cfg)
+    raise cli.ConfigError(f"--mode={cfg.mode!r}: expected select or report")
+
+
+if __name__ == "__main__":
+    cli.main_guard(main, Config)

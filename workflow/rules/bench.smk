@@ -1,0 +1,27 @@
+# Machine benchmarks (`make bench`); not part of `all`.
+
+
+rule bench:
+    output:
+        json="results/bench/bench.json",
+        md="results/bench/bench.md",
+    params:
+        args=bench_args(),
+    conda:
+        ENV
+    log:
+        "results/logs/bench.log",
+    threads: 2
+    shell:
+        "python -m vit.bench --out={output.json} --threads={threads} {params.args} > {log} 2>&1"
+
+
+rule bench_prepare:
+    output:
+        "results/bench/prepare.json",
+    conda:
+        ENV
+    log:
+        "results/logs/bench_prepare.log",
+    shell:
+        "python -m vit.bench_prepare --root=results/bench/jpegs --out={output} > {log} 2>&1"

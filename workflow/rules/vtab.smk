@@ -1,0 +1,77 @@
+# The VTAB-1k protocol (paper App. B.1.1): sweep on train800 -> val200, select one setting for all
+# tasks by the mean val200 score, retrain on train800+val200, score test, report beside Table 9.
+# Included only when config.yaml has a `vtab:` section.
+
+
+rule vtab_sweep:
+    input:
+        init=config["vtab"]["checkpoint"],
+        tasks=VTAB_DATA,
+    output:
+        "results/vtab/{model}/sweep/s{setting}/runs.json",
+    params:
+        args=vtab_args,
+        out=subpath(output[0], parent=True),
+    conda:
+        ENV
+    log:
+        "results/logs/vtab_sweep/{model}-s{setting}.log",
+    benchmark:
+        "results/benchmarks/vtab_sweep/{model}-s{setting}.tsv"
+    threads: 1
+    shell:
+        "python -m vit.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+
+
+rule vtab_select:
+    input:
+        expand("results/vtab/{{model}}/sweep/s{setting}/runs.json", setting=range(len(config["vtab"]["sweep"]))),
+    output:
+        "results/vtab/{model}/selected.json",
+    params:
+        settings=render({"settings": config["vtab"]["sweep"]}),
+    conda:
+        ENV
+    log:
+        "results/logs/vtab_select/{model}.log",
+    shell:
+        "python -m vit.vtab --mode=select --out={output} {params.settings} {input} > {log} 2>&1"
+
+
+rule vtab_final:
+    input:
+        init=config["vtab"]["checkpoint"],
+        tasks=VTAB_DATA,
+        selected="results/vtab/{model}/selected.json",
+    output:
+        "results/vtab/{model}/final/runs.json",
+    params:
+        args=vtab_args,
+        out=subpath(output[0], parent=True),
+    conda:
+        ENV
+    log:
+        "results/logs/vtab_final/{model}.log",
+    benchmark:
+        "results/benchmarks/vtab_final/{model}.tsv"
+    threads: 1
+    shell:
+        "python -m vit.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+
+
+rule vtab_report:
+    input:
+        final=f"results/vtab/{config['vtab']['model']}/final/runs.json",
+        selected=f"results/vtab/{config['vtab']['model']}/selected.json",
+    output:
+        md=report("reports/vtab.md", caption="../report/vtab.rst", category="VTAB-1k"),
+        table=f"results/vtab/{config['vtab']['model']}/vtab.parquet",
+    params:
+        model=config["vtab"]["model"],
+    conda:
+        ENV
+    log:
+        "results/logs/vtab_report.log",
+    shell:
+        "python -m vit.vtab --mode=report --selected={input.selected} --out={output.md} --table={output.table} "
+        "--model={params.model} {input.final} > {log} 2>&1"
