@@ -102,3 +102,27 @@ def test_fashion_mnist_missing_says_where_it_looked(tmp_path, monkeypatch):
     with pytest.raises(data.DataError, match="apt-get install dataset-fashion-mnist"):
         prepare.prepare(prepare.Config(name="f", source="fashion_mnist", group="natural", out=str(tmp_path / "o"),
                                        data_root=str(tmp_path)))
+
+
+DEBIAN = "/usr/share/datasets/fashion-mnist"
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir(DEBIAN), reason="Debian's dataset-fashion-mnist is not installed")
+def test_real_fashion_mnist_from_debian(tmp_path):
+    """The real files, through both adapters: vit.prepare's IDX reader and torchvision's loader."""
+    import hashlib
+    import gzip
+
+    from vit import prepare, tv_sources
+
+    raw = gzip.open(f"{DEBIAN}/t10k-labels-idx1-ubyte.gz").read()
+    assert hashlib.md5(raw).hexdigest() == "15d484375f8d13e6eb1aabb0c3f46965"  # DATASETS.md sec. 6
+    m = prepare.prepare(prepare.Config(name="fashion_mnist", source="fashion_mnist", group="natural",
+                                       out=str(tmp_path / "fm"), train=800, val=200, test=1000))
+    x, y, _ = data.load_split(tmp_path / "fm", "test")
+    assert x.shape == (1000, 28, 28, 3) and m["classes"][0] == "t-shirt/top"
+    assert np.bincount(y, minlength=10).min() > 50  # the real test set is class-balanced
+    seq, names = tv_sources.open_split("fashion_mnist", "test", str(tmp_path / "tv"))
+    image, label = seq[0]
+    assert len(seq) == 10000 and image.size == (28, 28) and label == int(y[0])
+    assert np.array_equal(np.asarray(image)[..., 0], x[0, ..., 0])

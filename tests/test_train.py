@@ -72,3 +72,11 @@ def test_lr_schedule():
     assert optim.lr_at(55, 100, 1.0, 10, "cosine") == pytest.approx(0.5)
     assert optim.lr_at(55, 100, 1.0, 10, "linear") == pytest.approx(0.5)
     assert optim.to_steps(2.0, 0, 1000, 128) == 16 and optim.to_steps(0, 7, 1000, 128) == 7
+
+
+def test_fewshot_probe_during_training(digits_dir, tmp_path):
+    s = train.train(_pretrain_cfg(digits_dir, tmp_path / "pre", fewshot=[str(digits_dir)], fewshot_test=40))
+    assert set(s["eval"]["fewshot"]) == {"digits/5shot"} and 0 <= s["eval"]["fewshot"]["digits/5shot"] <= 100
+    probes = [json.loads(ln) for ln in (tmp_path / "pre" / "metrics.jsonl").read_text().splitlines()
+              if json.loads(ln)["split"] == "fewshot"]
+    assert [p["step"] for p in probes] == [2, 4]  # at the eval step and at the end

@@ -26,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from vit import cli, data, flops, models, optim
+from vit import cli, data, fewshot, flops, models, optim
+from vit.data import read_manifest
 from vit.evaluate import evaluate
 from vit.logs import MetricWriter, config_hash, environment, save_torch, write_json
 
@@ -63,6 +64,8 @@ class Config:
     save_checkpoint: bool = True    # write the final weights (pre-training: yes; grid fine-tunes: optional)
     eval_batch_size: int = 500
     threads: int = 0                # torch CPU threads (0 = leave torch's default); Snakemake passes {threads}
+    fewshot: list = field(default_factory=list)  # prepared datasets for a 5-shot linear probe at each eval (sec. 4.1)
+    fewshot_test: int = 500         # test images per few-shot dataset (a subset keeps the probe cheap)
     tags: dict = field(default_factory=dict)  # copied into summary.json (upstream, task, ...)
 
 
@@ -138,6 +141,7 @@ def train(cfg: Config) -> dict:
     metrics_path = out / "metrics.jsonl"
     start, train_time, timed_images = _resume(state_path, model, opt, metrics_path)
     log = MetricWriter(metrics_path)
+    probe_sets = _fewshot_sets(cfg)
 
     # ---------------------------------------------------------------- loop
     model.train()
@@ -178,6 +182,9 @@ def train(cfg: Config) -> dict:
         if cfg.val_split and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total:
             result = _eval(model, cfg, cfg.val_split, device)
             log.write(step=step + 1, split=cfg.val_split, **result)
+            if probe_sets:
+                log.write(step=step + 1, split="fewshot", **fewshot.fewshot_summary(model, probe_sets, cfg.img_size,
+                                                                                    device=device))
             history.append({"step": step + 1, "split": cfg.val_split, "loss": result["loss"], "top1": result["top1"]})
             model.train()
         if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and step + 1 < total:
@@ -190,6 +197,9 @@ def train(cfg: Config) -> dict:
     for split in dict.fromkeys(s for s in (cfg.val_split, cfg.test_split) if s):
         results[split] = _eval(model, cfg, split, device)
         log.write(step=total, split=split, **results[split])
+    if probe_sets:
+        results["fewshot"] = fewshot.fewshot_summary(model, probe_sets, cfg.img_size, device=device)
+        log.write(step=total, split="fewshot", **results["fewshot"])
     log.close()
     summary = {
         "config": dataclasses.asdict(cfg), "config_hash": chash, "dataset": manifest["name"],
@@ -212,6 +222,18 @@ def train(cfg: Config) -> dict:
     write_json(out / "summary.json", summary)
     state_path.unlink(missing_ok=True)
     return summary
+
+
+def _fewshot_sets(cfg: Config) -> dict:
+    """Few-shot datasets loaded once, at the training resolution: shots from train(+val), a test subset."""
+    sets = {}
+    for path in cfg.fewshot:
+        xs, ys, m = data.load_split(path, "+".join(s for s in ("train", "val") if s in read_manifest(path)["splits"]))
+        xt, yt, _ = data.load_split(path, "test")
+        xt, yt = xt[:cfg.fewshot_test], yt[:cfg.fewshot_test]
+        sets[m["name"]] = (data.to_tensor(xs, cfg.img_size), torch.from_numpy(ys), data.to_tensor(xt, cfg.img_size),
+                           torch.from_numpy(yt))
+    return sets
 
 
 def _eval(model, cfg: Config, split: str, device) -> dict:

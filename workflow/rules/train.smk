@@ -49,3 +49,21 @@ rule finetune:
     shell:
         "python -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
         "--threads={threads} {params.args} > {log} 2>&1"
+
+
+rule fewshot:
+    input:
+        ckpt="results/pretrain/{model}/{upstream}/checkpoint.pt",
+        tasks=expand("results/data/{task}/manifest.json", task=config["finetune"]["tasks"]),
+    output:
+        "results/fewshot/{model}/{upstream}.json",
+    params:
+        data=render({"data": [f"results/data/{t}" for t in config["finetune"]["tasks"]]}),
+    conda:
+        ENV
+    log:
+        "results/logs/fewshot/{model}-{upstream}.log",
+    threads: 1
+    shell:
+        "python -m vit.fewshot --checkpoint={input.ckpt} {params.data} --train_split=train+val --test_split=test "
+        "--threads={threads} --out={output} > {log} 2>&1"
