@@ -106,6 +106,14 @@ def test_imagenet_keeps_the_canonical_class_indices_and_file_names(tmp_path):
     names = (out / "val_names.txt").read_text().split()
     assert sorted(zip(names, y.tolist())) == [("ILSVRC2012_val_00000001.JPEG", 0), ("ILSVRC2012_val_00000002.JPEG", 1),
                                               ("ILSVRC2012_val_00000003.JPEG", 999)]
+    # evaluating the ImageNet val split also scores ReaL (val image 1 has an empty label set: excluded)
+    from conftest import TINY_VIT
+    from vit import train
+
+    s = train.train(train.Config(data=str(out), out=str(tmp_path / "run"), model_args=TINY_VIT, img_size=8,
+                                 train_split="val", val_split="val", steps=1, batch_size=3, threads=1))
+    assert s["eval"]["val"]["n_scored"] == 2 and s["eval"]["val"]["n_excluded"] == 1
+    assert 0 <= s["eval"]["val"]["real_top1"] <= 100
 
 
 def test_real_top1_on_a_hand_made_label_file(tmp_path):
@@ -122,3 +130,21 @@ def test_real_top1_on_a_hand_made_label_file(tmp_path):
 def test_packaged_real_labels():
     labels = datasets.real_labels()
     assert len(labels) == 50000 and labels[1] == [970, 795] and sum(not s for s in labels) == 3163
+
+
+def test_kitti_distance_bins_at_their_edges():
+    lab = datasets.kitti_distance_label
+    car, pedestrian, truck = 0, 3, 2
+    assert lab([car], [8.0]) == 0 and lab([car], [8.01]) == 1 and lab([car], [20.0]) == 1
+    assert lab([car], [25.0]) == 2 and lab([truck], [999.0]) == 2
+    assert lab([], []) == 3 and lab([pedestrian], [5.0]) == 3  # only Car, Van, Truck count
+    assert lab([pedestrian, truck, car], [2.0, 30.0, 15.0]) == 1  # the closest vehicle decides
+
+
+def test_smallnorb_labels():
+    assert [datasets.smallnorb_azimuth_label(a) for a in (0, 2, 34)] == [0, 1, 17]
+    assert [datasets.smallnorb_elevation_label(e) for e in (0, 8)] == [0, 8]
+    with pytest.raises(ValueError, match="azimuth"):
+        datasets.smallnorb_azimuth_label(3)
+    with pytest.raises(ValueError, match="elevation"):
+        datasets.smallnorb_elevation_label(9)

@@ -68,3 +68,15 @@ def test_make_dispatch():
         assert len(x) == len(y) == 20 and len(names) == classes and y.max() < classes and info["generator"]
     with pytest.raises(ValueError, match="valid"):
         synth.make("cifar", 5, size=32, seed=0)
+
+
+def test_landcover_tiles():
+    x, y = synth.landcover(300, size=64, seed=4)
+    assert x.shape == (300, 64, 64, 3) and x.dtype == np.uint8 and set(np.unique(y)) == set(range(10))
+    x2, y2 = synth.landcover(50, size=64, seed=4)
+    assert np.array_equal(x[:50], x2) and np.array_equal(y[:50], y2)
+    water = x[y == synth.LANDCOVER.index("sea_lake")].mean(axis=(0, 1, 2))
+    forest = x[y == synth.LANDCOVER.index("forest")].mean(axis=(0, 1, 2))
+    assert water[2] > water[1] and forest[1] > forest[2] and forest.mean() < water.mean() + 40
+    _, labels, names, _ = synth.make("landcover", 20, size=32, seed=0)
+    assert names[0] == "annual_crop" and len(names) == 10 and labels.max() < 10

@@ -207,6 +207,24 @@ def fmnist_raw_dir(root) -> Path:
 
 
 # name -> writer taking data_root (fashion_mnist via its torchvision raw folder)
+def write_pcam(root) -> dict:
+    """PatchCamelyon: pcam/camelyonpatch_level_2_split_{train,valid,test}_{x,y}.h5 with datasets
+    "x" (N, 96, 96, 3) uint8 and "y" (N, 1, 1, 1), read by torchvision through h5py."""
+    import h5py
+
+    folder = Path(root) / "pcam"
+    folder.mkdir(parents=True, exist_ok=True)
+    expected = {}
+    for split, tag, n in (("train", "train", 4), ("val", "valid", 3), ("test", "test", 2)):
+        labels = [(i + len(split)) % 2 for i in range(n)]
+        with h5py.File(folder / f"camelyonpatch_level_2_split_{tag}_x.h5", "w") as f:
+            f["x"] = RNG.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+        with h5py.File(folder / f"camelyonpatch_level_2_split_{tag}_y.h5", "w") as f:
+            f["y"] = np.array(labels, np.uint8).reshape(n, 1, 1, 1)
+        expected[split] = labels
+    return expected
+
+
 WRITERS = {
     "cifar10": write_cifar10,
     "cifar100": write_cifar100,
@@ -218,7 +236,7 @@ WRITERS = {
     "caltech101": write_caltech101,
     "sun397": write_sun397,
     "fashion_mnist": lambda root: write_fashion_mnist(fmnist_raw_dir(root)),
+    "patch_camelyon": write_pcam,
 }
 # Fixtures whose md5 can never match torchvision's list (tests need VERIFY_MD5 = False for these).
 MD5_CHECKED = {"cifar10", "cifar100", "svhn", "oxford_flowers102"}
-# PCAM: no fixture; its .h5 files need h5py, which is not installed here.

@@ -64,6 +64,35 @@ def vtab_task(name: str) -> VtabTask:
                     f"(and their aliases)")
 
 
+# ----------------------------------------------------------------------------- structured-task labels
+# (task_adaptation's preprocessing, DATASETS.md sec. 1.3; the procedural tasks' labels are in vit.synth)
+KITTI_VEHICLES = (0, 1, 2)                 # Car, Van, Truck in TFDS kitti's object-type order
+KITTI_DIST_THRESHOLDS = (-100.0, 8.0, 20.0, 999.0)
+
+
+def kitti_distance_label(object_types, z_locations) -> int:
+    """KITTI-Dist: distance of the closest vehicle (camera-frame z, metres), with 1000 when there is
+    none, binned by the largest i with thresholds[i] < d: d <= 8 -> 0, (8, 20] -> 1, (20, 999] -> 2,
+    no vehicle -> 3."""
+    zs = [float(z) for t, z in zip(object_types, z_locations) if int(t) in KITTI_VEHICLES]
+    d = min(zs + [1000.0])
+    return sum(1 for thr in KITTI_DIST_THRESHOLDS if thr < d) - 1
+
+
+def smallnorb_azimuth_label(raw_azimuth) -> int:
+    """sNORB-Azim: NORB stores azimuths 0, 2, ..., 34 (x 10 degrees); TFDS divides by 2 -> 18 classes."""
+    if int(raw_azimuth) % 2 or not 0 <= int(raw_azimuth) <= 34:
+        raise ValueError(f"NORB azimuth {raw_azimuth!r}: expected an even value in 0..34")
+    return int(raw_azimuth) // 2
+
+
+def smallnorb_elevation_label(raw_elevation) -> int:
+    """sNORB-Elev: NORB elevation index 0..8 (30 to 70 degrees in steps of 5) is the label."""
+    if not 0 <= int(raw_elevation) <= 8:
+        raise ValueError(f"NORB elevation {raw_elevation!r}: expected 0..8")
+    return int(raw_elevation)
+
+
 class ListedImages:
     """Images listed in a text file, one `relative/path label` per line (the vtab-1k format)."""
 

@@ -19,18 +19,25 @@ from vit import cli
 
 
 @torch.no_grad()
-def evaluate(model, x, y, batch_size: int = 500, device="cpu") -> dict:
-    """Top-1 accuracy (%) and mean cross-entropy over uint8 images `x` (N,C,H,W) and labels `y`."""
+def evaluate(model, x, y, batch_size: int = 500, device="cpu", real_names: list[str] | None = None) -> dict:
+    """Top-1 accuracy (%) and mean cross-entropy over uint8 images `x` (N,C,H,W) and labels `y`.
+    With `real_names` (ImageNet val file names) also ImageNet ReaL top-1 (Beyer et al. 2020)."""
     from vit.data import normalize
 
     model.eval()
-    correct, loss_sum = 0, 0.0
+    correct, loss_sum, predictions = 0, 0.0, []
     for i in range(0, len(x), batch_size):
         xb, yb = normalize(x[i:i + batch_size]).to(device), y[i:i + batch_size].to(device)
         logits = model(xb).float()
         loss_sum += F.cross_entropy(logits, yb, reduction="sum").item()
         correct += (logits.argmax(-1) == yb).sum().item()
-    return {"top1": 100.0 * correct / len(x), "loss": loss_sum / len(x), "n": len(x)}
+        predictions.append(logits.argmax(-1).cpu())
+    result = {"top1": 100.0 * correct / len(x), "loss": loss_sum / len(x), "n": len(x)}
+    if real_names is not None:
+        from vit.datasets import real_top1
+
+        result.update(real_top1(torch.cat(predictions), real_names))
+    return result
 
 
 @dataclass

@@ -7,6 +7,7 @@ Sources (all offline):
                               ImageNet-21k / JFT-300M at three sizes of one generator (paper sec. 4.2)
   dsprites_location, dsprites_orientation, clevr_count, clevr_distance
                               VTAB Structured-group tasks rendered procedurally (vit.synth)
+  landcover                   a Specialized-group stand-in: EuroSAT-like aerial tiles, 10 classes (vit.synth)
   digits                      scikit-learn's 1,797 real handwritten digits (8x8, shipped in the wheel)
   fashion_mnist               Fashion-MNIST IDX files from {data_root}/FashionMNIST/raw or Debian's
                               dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist)
@@ -42,7 +43,8 @@ from vit import cli
 from vit.data import MANIFEST, DataError, split_files
 from vit.logs import config_hash, sha256_file, write_json
 
-SYNTH_SOURCES = ("shapes", "dsprites_location", "dsprites_orientation", "clevr_count", "clevr_distance")
+SYNTH_SOURCES = ("shapes", "dsprites_location", "dsprites_orientation", "clevr_count", "clevr_distance",
+                 "landcover")
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
                    "bag", "ankle boot"]

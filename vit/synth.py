@@ -266,6 +266,78 @@ def _paint(img, cx, cy, r, kind, colour):
     img[y0:y1, x0:x1][body] = np.clip(colour[None] * light[body][:, None], 0, 1)
 
 
+# ----------------------------------------------------------------------------- land cover (Specialized)
+LANDCOVER = ("annual_crop", "forest", "herbaceous", "highway", "industrial", "pasture", "permanent_crop",
+             "residential", "river", "sea_lake")  # EuroSAT's 10 classes, drawn procedurally
+
+
+def _smooth_noise(rng, size: int, cells: int) -> np.ndarray:
+    """Bilinearly upsampled random grid: low-frequency texture in [0, 1]."""
+    g = rng.random((cells + 1, cells + 1))
+    t = np.linspace(0, cells, size, endpoint=False)
+    i, f = t.astype(int), (t - t.astype(int))
+    fy, fx = f[:, None], f[None, :]
+    return (g[i][:, i] * (1 - fy) * (1 - fx) + g[i + 1][:, i] * fy * (1 - fx) + g[i][:, i + 1] * (1 - fy) * fx
+            + g[i + 1][:, i + 1] * fy * fx)
+
+
+def _landcover_tile(rng, c: int, size: int) -> np.ndarray:
+    name = LANDCOVER[c]
+    t = np.linspace(-1, 1, size)
+    y, x = np.meshgrid(t, t, indexing="ij")
+    a = rng.uniform(0, np.pi)
+    u, v = x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)  # a random ground orientation
+    n1, n2 = _smooth_noise(rng, size, 4), _smooth_noise(rng, size, 16)
+    green = np.array([0.25, 0.45, 0.2]) * rng.uniform(0.8, 1.2)
+    img = green * (0.8 + 0.4 * n1[..., None])
+    if name == "annual_crop":      # parallel strips of alternating crops
+        strip = (np.floor((u + 1) * rng.uniform(3, 6)) % 2)[..., None]
+        img = np.where(strip > 0, [0.55, 0.5, 0.3], [0.4, 0.55, 0.25]) * (0.85 + 0.3 * n2[..., None])
+    elif name == "forest":         # dark, blotchy canopy
+        img = np.array([0.1, 0.25, 0.1]) * (0.6 + 0.8 * n2[..., None])
+    elif name == "herbaceous":     # mixed green-brown, fine texture
+        img = (green + np.array([0.2, 0.1, 0.05]) * n1[..., None]) * (0.7 + 0.6 * n2[..., None])
+    elif name == "highway":        # a grey road across fields
+        road = np.abs(v - rng.uniform(-0.4, 0.4)) < rng.uniform(0.06, 0.12)
+        img[road] = [0.55, 0.55, 0.55]
+    elif name == "industrial":     # large grey and white roofs
+        img = np.full((size, size, 3), 0.45) + 0.1 * n1[..., None]
+        for _ in range(rng.integers(2, 5)):
+            y0, x0 = rng.integers(0, size - 16, 2)
+            h, w = rng.integers(10, 24, 2)
+            img[y0:y0 + h, x0:x0 + w] = rng.uniform(0.6, 0.9)
+    elif name == "pasture":        # smooth light green
+        img = np.array([0.45, 0.65, 0.3]) * (0.9 + 0.2 * n1[..., None])
+    elif name == "permanent_crop":  # orchard: a regular grid of tree dots
+        k = rng.uniform(7, 11)
+        dots = (np.sin(u * k * np.pi) > 0.5) & (np.sin(v * k * np.pi) > 0.5)
+        img = np.where(dots[..., None], [0.15, 0.35, 0.12], [0.5, 0.45, 0.3])
+    elif name == "residential":    # small houses with red roofs along streets
+        k = rng.uniform(5, 8)
+        house = (np.sin(u * k * np.pi) > 0.2) & (np.sin(v * k * np.pi) > 0.2)
+        img = np.where(house[..., None], [0.7, 0.3, 0.25], [0.5, 0.5, 0.48]) * (0.9 + 0.2 * n2[..., None])
+    elif name == "river":          # a winding blue band
+        centre = 0.3 * np.sin(u * rng.uniform(2, 4) + rng.uniform(0, 6))
+        img[np.abs(v - centre) < rng.uniform(0.1, 0.2)] = [0.15, 0.25, 0.45]
+    elif name == "sea_lake":       # water, sometimes with a strip of shore
+        img = np.array([0.1, 0.2, 0.4]) * (0.85 + 0.3 * n1[..., None])
+        shore = u > rng.uniform(0.5, 1.2)
+        img[shore] = green * 1.1
+    img = img * rng.uniform(0.8, 1.2) + rng.normal(0, 0.02, (size, size, 3))  # sensor gain and noise
+    return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def landcover(n: int, *, size: int = 64, seed: int = 0):
+    """EuroSAT-like aerial tiles (10 land-cover classes): images (n,size,size,3) uint8 and labels."""
+    labels = np.empty(n, np.int64)
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in tqdm(range(n), desc="landcover", unit="img", disable=n < 2000, mininterval=2):
+        rng = np.random.default_rng([seed, i])  # per-image stream: nested and order-independent
+        labels[i] = rng.integers(0, len(LANDCOVER))
+        out[i] = _landcover_tile(rng, int(labels[i]), size)
+    return out, labels
+
+
 # ----------------------------------------------------------------------------- dispatch
 def make(source: str, n: int, *, size: int, seed: int, **kw):
     """(images, labels, class names, info) for the prepare stage."""
@@ -286,5 +358,8 @@ def make(source: str, n: int, *, size: int, seed: int, **kw):
                 "generator": "vit.synth.clevr", "label": "count - 3"}
         return x, clevr_distance_label(lat["min_depth"]), [f"dist_bin_{i}" for i in range(6)], {
             "generator": "vit.synth.clevr", "label": "bin of closest depth", "thresholds": CLEVR_DIST_THRESHOLDS}
-    valid = "shapes, dsprites_location, dsprites_orientation, clevr_count, clevr_distance"
+    if source == "landcover":
+        x, y = landcover(n, size=size, seed=seed)
+        return x, y, list(LANDCOVER), {"generator": "vit.synth.landcover", "classes": "EuroSAT's, procedural"}
+    valid = "shapes, dsprites_location, dsprites_orientation, clevr_count, clevr_distance, landcover"
     raise ValueError(f"unknown synthetic source {source!r}; valid: {valid}")

@@ -237,8 +237,13 @@ def _fewshot_sets(cfg: Config) -> dict:
 
 
 def _eval(model, cfg: Config, split: str, device) -> dict:
-    xs, ys, _ = data.load_split(cfg.data, split)
-    return evaluate(model, data.to_tensor(xs, cfg.img_size), torch.from_numpy(ys), cfg.eval_batch_size, device)
+    xs, ys, manifest = data.load_split(cfg.data, split)
+    names = None
+    if manifest["source"] == "imagenet" and f"{split}_names.txt" in manifest["files"]:  # ImageNet val: ReaL too
+        data.verify(cfg.data, [f"{split}_names.txt"], manifest)
+        names = (Path(cfg.data) / f"{split}_names.txt").read_text().split()
+    return evaluate(model, data.to_tensor(xs, cfg.img_size), torch.from_numpy(ys), cfg.eval_batch_size, device,
+                    real_names=names)
 
 
 if __name__ == "__main__":
