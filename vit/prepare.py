@@ -66,7 +66,7 @@ class Config:
     task: str = ""          # vtab1k / torchvision / imagefolder: which dataset under data_root
     splits: list = field(default_factory=list)  # image sources: splits to prepare ([] = all of the source's)
     download: bool = False  # torchvision: let torchvision download (needs internet)
-    workers: int = 0        # decoding processes for image sources (0 = all cores)
+    workers: int = 0        # decoding processes for image sources (0 = the job's threads, else all cores)
     chunk: int = 256        # images per work unit (and per resume step)
 
 
@@ -294,7 +294,9 @@ def prepare(cfg: Config) -> dict:
         else:
             if cfg.size <= 0:
                 raise cli.ConfigError(f"--size must be positive for --source={cfg.source}")
-            stream_split(source, stage, split, cfg.size, cfg.workers or os.cpu_count() or 1, cfg.chunk)
+            # Snakemake exports a job's thread budget as OMP_NUM_THREADS; outside Snakemake use every core
+            workers = cfg.workers or int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
+            stream_split(source, stage, split, cfg.size, workers, cfg.chunk)
             samples = getattr(source, "samples", None)
             if samples is not None:  # keep file names (ImageNet ReaL scores by file name)
                 (stage / f"{split}_names.txt").write_text("".join(Path(p).name + "\n" for p, _ in samples))

@@ -63,6 +63,12 @@ def prepare_args(wildcards):
     return render(spec)
 
 
+def prepare_threads(wildcards):
+    """Image sources decode in parallel worker processes; procedural sources use one core."""
+    external = ("vtab1k", "imagenet", "imagefolder", "torchvision")
+    return 4 if config["datasets"][wildcards.dataset]["source"] in external else 1
+
+
 def pretrain_args(wildcards):
     settings = dict(config["pretrain"]["train"], epochs=config["pretrain"]["epochs"][wildcards.upstream])
     tags = {"model": wildcards.model, "upstream": wildcards.upstream, "stage": "pretrain"}
@@ -100,20 +106,6 @@ def benchmark_files():
 
 
 FIGURES = ["transfer", "size_ladder", "resolution", "compute", "pretrain_curves"]
-
-
-def vtab_args(wildcards, input):
-    """The VTAB-1k fine-tuning grid: sweep (one setting on train800 -> val200) or final (the selected
-    setting on train800+val200 -> test)."""
-    v = config["vtab"]
-    grid = {"tasks": [f"vtab_{t.folder}" for t in VTAB_TASK_LIST], "resolutions": [v["resolution"]],
-            "init": input.init, "model": v["model"], "upstream": "vtab"}
-    if "setting" in wildcards.keys():
-        split = {"seeds": [v["seeds"][0]], "train_split": "train800", "test_split": "val200"}
-        return render(dict(grid, **v["train"], **v["sweep"][int(wildcards.setting)], **split))
-    split = {"seeds": v["seeds"], "train_split": "train800+val200", "test_split": "test",
-             "settings_file": input.selected}
-    return render(dict(grid, **v["train"], **split))
 
 
 def bench_args():

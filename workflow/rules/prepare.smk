@@ -10,5 +10,6 @@ rule prepare:
         "results/logs/prepare/{dataset}.log",
     benchmark:
         "results/benchmarks/prepare/{dataset}.tsv"
+    threads: prepare_threads
     shell:
         "python -m vit.prepare --name={wildcards.dataset} --out={params.out} {params.args} > {log} 2>&1"

@@ -3,6 +3,20 @@
 # Included only when config.yaml has a `vtab:` section.
 
 
+def vtab_args(wildcards, input):
+    """The VTAB-1k fine-tuning grid: sweep (one setting on train800 -> val200) or final (the selected
+    setting on train800+val200 -> test)."""
+    v = config["vtab"]
+    grid = {"tasks": [f"vtab_{t.folder}" for t in VTAB_TASK_LIST], "resolutions": [v["resolution"]],
+            "init": input.init, "model": v["model"], "upstream": "vtab"}
+    if "setting" in wildcards.keys():
+        split = {"seeds": [v["seeds"][0]], "train_split": "train800", "test_split": "val200"}
+        return render(dict(grid, **v["train"], **v["sweep"][int(wildcards.setting)], **split))
+    split = {"seeds": v["seeds"], "train_split": "train800+val200", "test_split": "test",
+             "settings_file": input.selected}
+    return render(dict(grid, **v["train"], **split))
+
+
 rule vtab_sweep:
     input:
         init=config["vtab"]["checkpoint"],
