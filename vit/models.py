@@ -7,6 +7,7 @@ A model spec is a dict from config.yaml, e.g. {"arch": "vit", "patch_size": 8, "
                 GroupNorm + weight-standardised convs, fixed 7x7/2 stem + max-pool
   efficientnet  a timm EfficientNet family member by name ("variant": "tinynet_e", "efficientnet_b0", ...)
   timm          any timm model by name ("name": "vit_base_patch16_224", ...), for the paper-scale presets
+  paper         one of the paper's models by its name in the paper ("name": "ViT-L/16"; see vit.zoo)
 
 `load_pretrained` implements the paper's transfer recipe (sec. 3.2): drop the pre-training head, add a
 zero-initialised linear head, and when the resolution grows keep the patch size, let the sequence grow,
@@ -28,6 +29,10 @@ POSEMB_INTERP = ("bicubic", "bilinear_corners")
 def create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
     spec = dict(spec)
     arch = spec.pop("arch", None)
+    if arch == "paper":
+        from vit import zoo
+
+        return create({**zoo.resolve(spec.pop("name")), **spec}, num_classes, img_size)
     if arch == "vit":
         model = VisionTransformer(img_size=img_size, num_classes=num_classes, class_token=True,
                                   global_pool="token", **spec)
@@ -44,7 +49,7 @@ def create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
             spec["img_size"] = img_size
         model = timm.create_model(name, pretrained=False, num_classes=num_classes, **spec)
     else:
-        raise ValueError(f"model spec arch={arch!r}: expected one of vit, bit, efficientnet, timm")
+        raise ValueError(f"model spec arch={arch!r}: expected one of vit, bit, efficientnet, timm, paper")
     return model
 
 
