@@ -93,9 +93,11 @@ def normalize(x):
     return x.float().div_(127.5).sub_(1.0)
 
 
-def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str):
-    """Batch number `step` of an epoch-wise shuffle; a pure function of (seed, step), so a resumed run
-    sees exactly the batches an uninterrupted run would."""
+def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part: slice = slice(None)):
+    """Batch number `step` of an epoch-wise shuffle, or the `part` of it that one process or one
+    accumulation micro-step trains on. A pure function of (seed, step): a resumed run, or the same run
+    split across processes and micro-steps, sees exactly the examples and augmentations of a single
+    process taking the whole batch at once."""
     import torch
 
     n = len(x)
@@ -103,27 +105,30 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str):
     epoch, i = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     idx = perm[i * batch_size:(i + 1) * batch_size]
-    xb, yb = x[idx], y[idx]
     if augment == "crop_flip":
-        xb = _crop_flip(xb, torch.Generator().manual_seed(seed * 1_000_003 + step))
-    elif augment != "none":
+        # draw the whole batch's random crops and flips, then keep this part's: same values however split
+        h = x.shape[-2]
+        pad = max(1, h // 8)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+        oy, ox = (torch.randint(0, 2 * pad + 1, (len(idx),), generator=gen) for _ in range(2))
+        flip = torch.rand(len(idx), generator=gen) < 0.5
+        idx, oy, ox, flip = idx[part], oy[part], ox[part], flip[part]
+        return normalize(_crop_flip(x[idx], oy, ox, flip, pad)), y[idx]
+    if augment != "none":
         raise ValueError(f"augment={augment!r}: expected 'none' or 'crop_flip'")
-    return normalize(xb), yb
+    idx = idx[part]
+    return normalize(x[idx]), y[idx]
 
 
-def _crop_flip(xb, gen):
-    """Random crop after reflect-padding by 1/8 of the side, and a random horizontal flip."""
+def _crop_flip(xb, oy, ox, flip, pad: int):
+    """Random crop after reflect-padding by `pad` (1/8 of the side), and a horizontal flip."""
     import torch
     import torch.nn.functional as F
 
     b, c, h, w = xb.shape
-    pad = max(1, h // 8)
     xp = F.pad(xb.float(), (pad, pad, pad, pad), mode="reflect")
-    oy = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
-    ox = torch.randint(0, 2 * pad + 1, (b,), generator=gen)
     rows = (oy[:, None] + torch.arange(h)).view(b, 1, h, 1).expand(b, c, h, w + 2 * pad)
     cols = (ox[:, None] + torch.arange(w)).view(b, 1, 1, w).expand(b, c, h, w)
     out = xp.gather(2, rows).gather(3, cols)
-    flip = torch.rand(b, generator=gen) < 0.5
     out[flip] = out[flip].flip(-1)
     return out.to(torch.uint8)

@@ -15,8 +15,10 @@ the run has finished.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import os
 import resource
 import time
 from dataclasses import dataclass, field
@@ -46,7 +48,8 @@ class Config:
     img_size: int = 32
     epochs: float = 0.0             # duration: epochs, or steps if > 0
     steps: int = 0
-    batch_size: int = 128
+    batch_size: int = 128           # the global batch: split over processes (torchrun) and accumulation steps
+    accum_steps: int = 1            # gradient accumulation: micro-batches per optimiser step
     optimizer: str = "adam"         # adam (pre-training, Table 3) | sgd (fine-tuning, Table 4)
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -69,8 +72,32 @@ class Config:
     tags: dict = field(default_factory=dict)  # copied into summary.json (upstream, task, ...)
 
 
-def _device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+@dataclass
+class Dist:
+    """The processes a run spans: one, unless started by torchrun (which sets WORLD_SIZE, RANK, ...)."""
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:  # rank 0 alone logs, evaluates and writes files
+        return self.rank == 0
+
+
+def _dist_init() -> Dist:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist()
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    torch.distributed.init_process_group(backend)
+    return Dist(rank=torch.distributed.get_rank(), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _device(dist: Dist) -> torch.device:
+    if torch.cuda.is_available():
+        torch.cuda.set_device(dist.local_rank)
+        return torch.device("cuda", dist.local_rank)
+    return torch.device("cpu")
 
 
 def _autocast(device: torch.device):
@@ -89,15 +116,17 @@ def _build(cfg: Config, manifest: dict, device: torch.device):
     return models.to_device(model, device), init_info
 
 
-def _resume(path: Path, model, opt, metrics_path: Path) -> tuple[int, float, int]:
+def _resume(path: Path, model, opt, metrics_path: Path, main: bool) -> tuple[int, float, int]:
     if not path.exists():
-        metrics_path.unlink(missing_ok=True)
+        if main:
+            metrics_path.unlink(missing_ok=True)
         return 0, 0.0, 0
     state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])  # dropout and stochastic depth continue as if uninterrupted
     step = state["step"]
-    if metrics_path.exists():  # keep the history up to the saved step, drop what came after it
+    if main and metrics_path.exists():  # keep the history up to the saved step, drop what came after it
         lines = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
         metrics_path.write_text("".join(ln + "\n" for ln in lines))
     print(f"resuming {path} at step {step}")
@@ -123,7 +152,12 @@ def train(cfg: Config) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    device = _device()
+    dist = _dist_init()
+    device = _device(dist)
+    micro = cfg.batch_size // (dist.world * cfg.accum_steps)
+    if micro * dist.world * cfg.accum_steps != cfg.batch_size:
+        raise cli.ConfigError(f"--batch_size={cfg.batch_size} must split evenly over {dist.world} process(es) "
+                              f"x --accum_steps={cfg.accum_steps}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     chash = config_hash(dataclasses.asdict(cfg))
@@ -139,9 +173,11 @@ def train(cfg: Config) -> dict:
     opt = optim.make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.beta2)
     state_path = out / f"state-{chash}.pt"
     metrics_path = out / "metrics.jsonl"
-    start, train_time, timed_images = _resume(state_path, model, opt, metrics_path)
-    log = MetricWriter(metrics_path)
-    probe_sets = _fewshot_sets(cfg)
+    start, train_time, timed_images = _resume(state_path, model, opt, metrics_path, dist.main)
+    log = MetricWriter(metrics_path) if dist.main else None
+    probe_sets = _fewshot_sets(cfg) if dist.main else {}
+    net = model if dist.world == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
 
     # ---------------------------------------------------------------- loop
     model.train()
@@ -149,30 +185,39 @@ def train(cfg: Config) -> dict:
     loss_ema = None
     history = _history(metrics_path)  # compact curve for summary.json, so reports need no log files
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{cfg.model} {Path(cfg.data).name}",
-               mininterval=2.0, unit="step", dynamic_ncols=True)
+               mininterval=2.0, unit="step", dynamic_ncols=True, disable=not dist.main)
     for step in bar:
         lr = optim.lr_at(step, total, cfg.lr, cfg.warmup_steps, cfg.schedule)
         for group in opt.param_groups:
             group["lr"] = lr
-        xb, yb = data.train_batch(x_train, y_train, step, cfg.batch_size, cfg.seed, cfg.augment)
-        xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-        if convnet:
-            xb = xb.contiguous(memory_format=torch.channels_last)
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        with _autocast(device):
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss_value = 0.0
+        for a in range(cfg.accum_steps):
+            # this process's slice of micro-batch a; the same examples a single process would take
+            lo = (a * dist.world + dist.rank) * micro
+            xb, yb = data.train_batch(x_train, y_train, step, cfg.batch_size, cfg.seed, cfg.augment,
+                                      part=slice(lo, lo + micro))
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            if convnet:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            last = a == cfg.accum_steps - 1
+            with contextlib.nullcontext() if last or dist.world == 1 else net.no_sync():  # all-reduce once
+                with _autocast(device):
+                    loss = F.cross_entropy(net(xb), yb, label_smoothing=cfg.label_smoothing) / cfg.accum_steps
+                loss.backward()
+            loss_value += loss.item()  # synchronises on CUDA
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
-        loss_value = loss.item()  # synchronises on CUDA
         dt = time.perf_counter() - t0
         if step - start >= 2:  # the first steps of a process pay for allocation and kernel selection
             train_time += dt
-            timed_images += len(xb)
+            timed_images += cfg.batch_size
+        if not dist.main:
+            continue
         loss_ema = loss_value if loss_ema is None else 0.9 * loss_ema + 0.1 * loss_value
         if (step + 1) % cfg.log_every == 0 or step + 1 == total:
             ips = timed_images / train_time if train_time else 0.0
@@ -189,8 +234,13 @@ def train(cfg: Config) -> dict:
             model.train()
         if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and step + 1 < total:
             save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
-                                    "train_time_s": train_time, "timed_images": timed_images})
+                                    "train_time_s": train_time, "timed_images": timed_images,
+                                    "rng": torch.get_rng_state()})
     bar.close()
+    if not dist.main:  # the other processes are done once the weights are; rank 0 evaluates and writes
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+        return {}
 
     # ---------------------------------------------------------------- final evaluation and records
     results = {}
@@ -212,6 +262,7 @@ def train(cfg: Config) -> dict:
         "grid_size": models.grid_size(model), "init": init_info, "eval": results, "history": history,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
+        "processes": dist.world, "accum_steps": cfg.accum_steps, "micro_batch": micro,
         "env": environment(), **cfg.tags,
     }
     if cfg.save_checkpoint:
@@ -221,6 +272,9 @@ def train(cfg: Config) -> dict:
                                            "config": dataclasses.asdict(cfg)})
     write_json(out / "summary.json", summary)
     state_path.unlink(missing_ok=True)
+    if dist.world > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
     return summary
 
 

@@ -1,0 +1,51 @@
+"""Batch-invariant execution: the same global batch split over accumulation steps or over torchrun
+processes (gloo on CPU) gives the update a single process computes on the whole batch."""
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import torch
+
+from conftest import TINY_VIT
+from vit import cli, train
+
+# SGD: Adam divides by the gradient's running RMS, which turns float noise on parameters whose true
+# gradient is zero (the attention key bias: softmax ignores a shift) into full-size steps.
+ARGS = ["--steps=3", "--batch_size=16", "--lr=0.1", "--optimizer=sgd", "--augment=crop_flip", "--img_size=32", "--threads=1",
+        "--log_every=1", "--ckpt_every=0", "--val_split=val", "--model=vit", f"--model_args={cli.literal(TINY_VIT)}"]
+
+
+def _weights(run_dir):
+    return torch.load(run_dir / "checkpoint.pt", weights_only=False)["model"]
+
+
+def _close(a, b):
+    return all(torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5) for k in a)
+
+
+def test_gradient_accumulation_matches_the_full_batch(digits_dir, tmp_path):
+    full = train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'full'}"]))
+    acc = train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'acc'}",
+                                                      "--accum_steps=4"]))
+    assert acc["micro_batch"] == 4 and full["micro_batch"] == 16
+    assert _close(_weights(tmp_path / "full"), _weights(tmp_path / "acc"))
+
+
+def test_torchrun_two_processes_match_one(digits_dir, tmp_path):
+    train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'one'}"]))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vit.train",
+           *ARGS, f"--data={digits_dir}", f"--out={tmp_path / 'two'}", "--accum_steps=2"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _close(_weights(tmp_path / "one"), _weights(tmp_path / "two"))
+    summary = __import__("json").loads((tmp_path / "two" / "summary.json").read_text())
+    assert summary["processes"] == 2 and summary["micro_batch"] == 4 and summary["images_seen"] == 48
+
+
+def test_batch_must_split_evenly(digits_dir, tmp_path):
+    import pytest
+
+    with pytest.raises(cli.ConfigError, match="accum_steps=3"):
+        train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'x'}",
+                                                    "--accum_steps=3"]))
