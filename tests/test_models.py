@@ -88,3 +88,16 @@ def test_load_pretrained_refuses_a_different_architecture():
     other = models.create(dict(TINY_VIT, depth=2), 10, 32)
     with pytest.raises(RuntimeError, match="missing"):
         models.load_pretrained(other, ckpt)
+
+
+def test_tanh_mlp_pretraining_head_is_replaced_by_a_zero_linear_head():
+    spec = dict(TINY_VIT, head="tanh_mlp")
+    pre = models.create(spec, 16, 32)
+    assert isinstance(pre.head[1], torch.nn.Tanh) and pre.head[0].out_features == 32
+    ckpt = {"model": pre.state_dict(), "grid_size": models.grid_size(pre)}
+    ft = models.create(models.transfer_spec(spec), 10, 32)
+    info = models.load_pretrained(ft, ckpt)
+    assert isinstance(ft.head, torch.nn.Linear) and ft.head.weight.abs().sum() == 0
+    assert info["head_reset"] == ["head.bias", "head.weight"]
+    with pytest.raises(ValueError, match="head='mlp'"):
+        models.create(dict(TINY_VIT, head="mlp"), 10, 32)

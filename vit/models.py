@@ -34,8 +34,14 @@ def create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
 
         return create({**zoo.resolve(spec.pop("name")), **spec}, num_classes, img_size)
     if arch == "vit":
+        head = spec.pop("head", "linear")
         model = VisionTransformer(img_size=img_size, num_classes=num_classes, class_token=True,
                                   global_pool="token", **spec)
+        if head == "tanh_mlp":  # paper sec. 3.1: pre-training head = MLP with one tanh hidden layer
+            d = model.embed_dim
+            model.head = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.Tanh(), torch.nn.Linear(d, num_classes))
+        elif head != "linear":
+            raise ValueError(f"vit head={head!r}: expected linear or tanh_mlp")
     elif arch == "bit":
         groups = spec.pop("groups", 32)
         model = ResNetV2(num_classes=num_classes, stem_type="fixed",
@@ -101,12 +107,19 @@ def resample_pos_embed(posemb: torch.Tensor, old_grid, new_grid, num_prefix_toke
                                   num_prefix_tokens=num_prefix_tokens, **kw)
 
 
+def transfer_spec(spec: dict) -> dict:
+    """The spec of the model that fine-tunes a checkpoint: the same backbone with a linear head
+    (paper sec. 3.2: the whole pre-training head is replaced by one zero-initialised layer)."""
+    return {k: v for k, v in spec.items() if k != "head"}
+
+
 def load_pretrained(model: torch.nn.Module, checkpoint: dict, interp: str = "bicubic") -> dict:
     """Copy every weight but the head from a pre-training checkpoint into `model` (built for the new
     task and resolution); the new head is zero-initialised. Returns what was done, for the records."""
-    state = dict(checkpoint["model"])
     head = head_parameter_names(model)
-    state = {k: v for k, v in state.items() if k not in head}
+    # drop the checkpoint's whole head, whatever its structure (a tanh MLP has head.0.*, head.2.*)
+    prefix = next(n for n, m in model.named_modules() if m is model.get_classifier())
+    state = {k: v for k, v in checkpoint["model"].items() if not k.startswith(prefix + ".")}
     info = {"posemb_resampled": False}
     new_grid = grid_size(model)
     if new_grid is not None and "pos_embed" in state:

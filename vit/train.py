@@ -107,7 +107,8 @@ def _autocast(device: torch.device):
 
 
 def _build(cfg: Config, manifest: dict, device: torch.device):
-    model = models.create(cfg.model_args, manifest["num_classes"], cfg.img_size)
+    spec = models.transfer_spec(cfg.model_args) if cfg.init else cfg.model_args
+    model = models.create(spec, manifest["num_classes"], cfg.img_size)
     init_info = {}
     if cfg.init:
         ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
