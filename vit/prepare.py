@@ -233,15 +233,15 @@ def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: i
         offsets[path] = mm.offset
         del mm
     done = open_memmap(fdone, mode="r+" if resume else "w+", dtype=np.uint8, shape=(n_chunks,))
-    todo = [c for c in range(n_chunks) if not done[c]]
+    pending = [c for c in range(n_chunks) if not done[c]]
     _WORK.update(seq=seq, size=size, chunk=chunk)
-    bar = tqdm(total=n, initial=n - sum(min(chunk, n - c * chunk) for c in todo), unit="img",
+    bar = tqdm(total=n, initial=n - sum(min(chunk, n - c * chunk) for c in pending), unit="img",
                desc=f"prepare {split}", mininterval=2)
     ctx = multiprocessing.get_context("fork")  # workers inherit the open dataset, nothing is pickled
     try:
         with open(fx, "r+b") as img_file, open(fy, "r+b") as label_file, \
                 (ctx.Pool(workers) if workers > 1 else _Serial()) as pool:
-            for c, xs, ys in pool.imap_unordered(_decode_chunk, todo):
+            for c, xs, ys in pool.imap_unordered(_decode_chunk, pending):
                 os.pwrite(img_file.fileno(), xs.tobytes(), offsets[fx] + c * chunk * xs[0].nbytes)
                 os.pwrite(label_file.fileno(), ys.tobytes(), offsets[fy] + c * chunk * 8)
                 done[c] = 1  # after the pixels reached the OS: a killed process loses nothing marked done
