@@ -80,3 +80,34 @@ def test_fewshot_probe_during_training(digits_dir, tmp_path):
     probes = [json.loads(ln) for ln in (tmp_path / "pre" / "metrics.jsonl").read_text().splitlines()
               if json.loads(ln)["split"] == "fewshot"]
     assert [p["step"] for p in probes] == [2, 4]  # at the eval step and at the end
+
+
+def test_polyak_averaging(digits_dir, tmp_path, monkeypatch):
+    from vit import models
+
+    def weights(d):
+        return torch.load(d / "checkpoint.pt", weights_only=False)["model"]
+
+    raw = train.train(_pretrain_cfg(digits_dir, tmp_path / "raw", lr=0.01))
+    train.train(_pretrain_cfg(digits_dir, tmp_path / "tiny", lr=0.01, polyak=1e-12))  # average = last weights
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(weights(tmp_path / "raw").values(),
+                                                                 weights(tmp_path / "tiny").values()))
+    slow = train.train(_pretrain_cfg(digits_dir, tmp_path / "slow", lr=0.01, polyak=0.999999))
+    torch.manual_seed(0)
+    init = models.create(TINY_VIT, 10, 32).state_dict()
+    moved = sum((weights(tmp_path / "raw")[k] - init[k]).abs().sum() for k in init)
+    stayed = sum((weights(tmp_path / "slow")[k] - init[k]).abs().sum() for k in init)
+    assert stayed < 1e-3 * moved and slow["eval"]["val"] != raw["eval"]["val"]
+
+    # an interrupted run resumes its average too
+    real_lr_at = optim.lr_at
+    monkeypatch.setattr(optim, "lr_at", lambda step, *a: (_ for _ in ()).throw(RuntimeError("kill")) if step == 3
+                        else real_lr_at(step, *a))
+    cut = _pretrain_cfg(digits_dir, tmp_path / "cut", lr=0.01, polyak=0.5, ckpt_every=2)
+    with pytest.raises(RuntimeError, match="kill"):
+        train.train(cut)
+    monkeypatch.setattr(optim, "lr_at", real_lr_at)
+    train.train(cut)
+    train.train(_pretrain_cfg(digits_dir, tmp_path / "whole", lr=0.01, polyak=0.5, ckpt_every=2))
+    assert all(torch.equal(a, b) for a, b in zip(weights(tmp_path / "cut").values(),
+                                                  weights(tmp_path / "whole").values()))

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from timm.utils import ModelEmaV3
 from tqdm import tqdm
 
 from vit import cli, data, fewshot, flops, models, optim
@@ -58,6 +59,8 @@ class Config:
     warmup_steps: int = 0
     schedule: str = "cosine"        # cosine | linear | constant, after linear warm-up
     grad_clip: float = 1.0          # global norm (0 = off)
+    polyak: float = 0.0             # Polyak averaging of the weights (0.9999 for Table 2's ImageNet fine-tunes);
+                                    # evaluation, few-shot probes and the checkpoint use the average
     label_smoothing: float = 0.0
     augment: str = "none"           # none | crop_flip
     seed: int = 0
@@ -117,7 +120,7 @@ def _build(cfg: Config, manifest: dict, device: torch.device):
     return models.to_device(model, device), init_info
 
 
-def _resume(path: Path, model, opt, metrics_path: Path, main: bool) -> tuple[int, float, int]:
+def _resume(path: Path, model, opt, ema, metrics_path: Path, main: bool) -> tuple[int, float, int]:
     if not path.exists():
         if main:
             metrics_path.unlink(missing_ok=True)
@@ -126,6 +129,8 @@ def _resume(path: Path, model, opt, metrics_path: Path, main: bool) -> tuple[int
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])  # dropout and stochastic depth continue as if uninterrupted
+    if ema is not None:
+        ema.module.load_state_dict(state["ema"])
     step = state["step"]
     if main and metrics_path.exists():  # keep the history up to the saved step, drop what came after it
         lines = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
@@ -174,7 +179,9 @@ def train(cfg: Config) -> dict:
     opt = optim.make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.beta2)
     state_path = out / f"state-{chash}.pt"
     metrics_path = out / "metrics.jsonl"
-    start, train_time, timed_images = _resume(state_path, model, opt, metrics_path, dist.main)
+    ema = ModelEmaV3(model, decay=cfg.polyak) if cfg.polyak else None  # timm's exponential moving average
+    start, train_time, timed_images = _resume(state_path, model, opt, ema, metrics_path, dist.main)
+    scored = ema.module if ema is not None else model  # what evaluation and the checkpoint see
     log = MetricWriter(metrics_path) if dist.main else None
     probe_sets = _fewshot_sets(cfg) if dist.main else {}
     net = model if dist.world == 1 else torch.nn.parallel.DistributedDataParallel(
@@ -213,6 +220,8 @@ def train(cfg: Config) -> dict:
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if ema is not None:
+            ema.update(model)
         dt = time.perf_counter() - t0
         if step - start >= 2:  # the first steps of a process pay for allocation and kernel selection
             train_time += dt
@@ -226,17 +235,18 @@ def train(cfg: Config) -> dict:
             history.append({"step": step + 1, "split": "train", "loss": loss_ema})
             bar.set_postfix(loss=f"{loss_ema:.3f}", img_s=f"{ips:.0f}")
         if cfg.val_split and cfg.eval_every and (step + 1) % cfg.eval_every == 0 and step + 1 < total:
-            result = _eval(model, cfg, cfg.val_split, device)
+            result = _eval(scored, cfg, cfg.val_split, device)
             log.write(step=step + 1, split=cfg.val_split, **result)
             if probe_sets:
-                log.write(step=step + 1, split="fewshot", **fewshot.fewshot_summary(model, probe_sets, cfg.img_size,
+                log.write(step=step + 1, split="fewshot", **fewshot.fewshot_summary(scored, probe_sets, cfg.img_size,
                                                                                     device=device))
             history.append({"step": step + 1, "split": cfg.val_split, "loss": result["loss"], "top1": result["top1"]})
             model.train()
         if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and step + 1 < total:
             save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
                                     "train_time_s": train_time, "timed_images": timed_images,
-                                    "rng": torch.get_rng_state()})
+                                    "rng": torch.get_rng_state(),
+                                    "ema": ema.module.state_dict() if ema is not None else None})
     bar.close()
     if not dist.main:  # the other processes are done once the weights are; rank 0 evaluates and writes
         torch.distributed.barrier()
@@ -246,10 +256,10 @@ def train(cfg: Config) -> dict:
     # ---------------------------------------------------------------- final evaluation and records
     results = {}
     for split in dict.fromkeys(s for s in (cfg.val_split, cfg.test_split) if s):
-        results[split] = _eval(model, cfg, split, device)
+        results[split] = _eval(scored, cfg, split, device)
         log.write(step=total, split=split, **results[split])
     if probe_sets:
-        results["fewshot"] = fewshot.fewshot_summary(model, probe_sets, cfg.img_size, device=device)
+        results["fewshot"] = fewshot.fewshot_summary(scored, probe_sets, cfg.img_size, device=device)
         log.write(step=total, split="fewshot", **results["fewshot"])
     log.close()
     summary = {
@@ -267,7 +277,7 @@ def train(cfg: Config) -> dict:
         "env": environment(), **cfg.tags,
     }
     if cfg.save_checkpoint:
-        save_torch(out / "checkpoint.pt", {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+        save_torch(out / "checkpoint.pt", {"model": {k: v.cpu() for k, v in scored.state_dict().items()},
                                            "model_args": cfg.model_args, "num_classes": manifest["num_classes"],
                                            "img_size": cfg.img_size, "grid_size": models.grid_size(model),
                                            "config": dataclasses.asdict(cfg)})
