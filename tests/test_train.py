@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import math
 
@@ -34,9 +35,9 @@ def test_pretrain_then_finetune_at_higher_resolution(digits_dir, tmp_path):
     assert runs[1]["grid_size"] == [6, 6] and runs[1]["init"]["head_reset"] == ["head.bias", "head.weight"]
     assert all(0 <= r["eval"]["test"]["top1"] <= 100 and r["eval"]["test"]["n"] == 64 for r in runs)
     assert json.loads((tmp_path / "ft" / "runs.json").read_text())[1]["task"] == digits_dir.name
-    # a restarted grid skips the finished runs
+    # a restarted grid skips the finished runs, also when it runs on more threads
     mtime = (tmp_path / "ft" / "digits" / "r48_s0" / "summary.json").stat().st_mtime_ns
-    finetune.finetune(grid, ft_cfg)
+    finetune.finetune(grid, dataclasses.replace(ft_cfg, threads=2))
     assert (tmp_path / "ft" / "digits" / "r48_s0" / "summary.json").stat().st_mtime_ns == mtime
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from vit import cli, train
 from vit.data import DataError, read_manifest
-from vit.logs import config_hash, read_json, write_json
+from vit.logs import read_json, write_json
 
 
 @dataclass
@@ -68,7 +68,7 @@ def finetune(cfg: Config, train_cfg: train.Config) -> list[dict]:
     runs = plan(cfg, train_cfg)
     for i, run in enumerate(runs):
         done = Path(run.out) / "summary.json"
-        if done.exists() and read_json(done).get("config_hash") == config_hash(dataclasses.asdict(run)):
+        if done.exists() and read_json(done).get("config_hash") == train.run_hash(run):
             summaries.append(read_json(done))
             continue
         print(f"[{i + 1}/{len(runs)}] {run.tags['task']} at {run.img_size} px, seed {run.seed}", flush=True)

@@ -75,6 +75,15 @@ class Config:
     tags: dict = field(default_factory=dict)  # copied into summary.json (upstream, task, ...)
 
 
+# Settings that change how a run executes, not what it computes: kept out of the run's identity, so a
+# resumed or re-launched run with other threads or logging still finds its state and finished results.
+RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every")
+
+
+def run_hash(cfg: Config) -> str:
+    return config_hash({k: v for k, v in dataclasses.asdict(cfg).items() if k not in RUNTIME_KEYS})
+
+
 @dataclass
 class Dist:
     """The processes a run spans: one, unless started by torchrun (which sets WORLD_SIZE, RANK, ...)."""
@@ -166,7 +175,7 @@ def train(cfg: Config) -> dict:
                               f"x --accum_steps={cfg.accum_steps}")
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    chash = config_hash(dataclasses.asdict(cfg))
+    chash = run_hash(cfg)
 
     # ---------------------------------------------------------------- data
     xs, ys, manifest = data.load_split(cfg.data, cfg.train_split)
