@@ -27,7 +27,6 @@ complete one untouched: files are staged in <out>.partial and the manifest is wr
 from __future__ import annotations
 
 import gzip
-import json
 import multiprocessing
 import os
 import resource

@@ -248,7 +248,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         table2_md.replace("# Table 2, mirrored", "## Table 2, mirrored"),
         "## Transfer, per task",
         "",
-        f"![transfer](figures/transfer.png)",
+        "![transfer](figures/transfer.png)",
         "",
         f"*Figure 1. Test top-1 per task after pre-training on {datasets[largest]['label']} and fine-tuning at "
         f"{hi} px, against the same architecture trained from scratch with the same fine-tuning budget. "
