@@ -7,9 +7,11 @@ Format of `results/data/<name>/` (written by `vit.prepare`):
 
 Small sets live in memory as one uint8 tensor; crops and flips are done on the whole batch in torch,
 which on a 2-core CPU is ~10x faster than per-sample transforms through a DataLoader (CPU_PERF.md).
+Sets larger than the memory budget stay memory-mapped and are read and resized per batch (`Streamed`).
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -54,38 +56,124 @@ def verify(data_dir: str | Path, files: list[str], manifest: dict | None = None)
                             f"delete {data_dir} and prepare it again.")
 
 
+_SLICE = re.compile(r"^(\w+)\[(\d*\.?\d*)%?:(\d*\.?\d*)%?\]$")
+
+
+def parse_part(part: str) -> tuple[str, float, float]:
+    """ "train" -> (train, 0, 100); "train[:98%]" -> (train, 0, 98); "train[98%:]" -> (train, 98, 100).
+    The TFDS / big_vision slicing syntax, which the paper's code uses for its dev splits."""
+    if "[" not in part:
+        return part, 0.0, 100.0
+    m = _SLICE.match(part)
+    if not m:
+        raise DataError(f"split {part!r}: expected <split> or a percent slice like train[:98%] / train[98%:]")
+    lo, hi = float(m.group(2) or 0), float(m.group(3) or 100)
+    if not 0 <= lo < hi <= 100:
+        raise DataError(f"split {part!r}: percent bounds must satisfy 0 <= start < end <= 100")
+    return m.group(1), lo, hi
+
+
+def slice_index(n: int, lo: float, hi: float) -> np.ndarray:
+    """Rows of a percent slice: a fixed permutation (seed 0, independent of the run's seed) cut at the
+    bounds, so train[:98%] and train[98%:] are disjoint and cover the split even when it is stored in
+    class order (image folders are); returned sorted, for sequential reads."""
+    perm = np.random.default_rng(0).permutation(n)
+    return np.sort(perm[round(n * lo / 100):round(n * hi / 100)])
+
+
+class Rows:
+    """Rows `index` of a memory-mapped (N, ...) array, read on demand: a percent slice of a split too
+    large to copy. Indexing returns an ndarray; np.asarray() reads all rows."""
+
+    def __init__(self, array: np.ndarray, index: np.ndarray):
+        self.array, self.index = array, index
+        self.shape, self.dtype = (len(index),) + array.shape[1:], array.dtype
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, idx) -> np.ndarray:
+        return self.array[self.index[idx]]
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self.array[self.index], dtype=dtype)
+
+
 def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Images (N,H,W,3) uint8 and labels (N,) int64 of `split`; "train+val" concatenates splits."""
+    """Images (N,H,W,3) uint8 and labels (N,) int64 of `split`. "train+val" concatenates splits;
+    "train[:98%]" / "train[98%:]" take a percent slice (`parse_part`). A single split comes back
+    memory-mapped (read when used), so a split larger than memory can still be trained on."""
     manifest = read_manifest(data_dir)
     xs, ys = [], []
     for part in split.split("+"):
-        if part not in manifest["splits"]:
-            raise DataError(f"{Path(data_dir) / MANIFEST}: no split {part!r}; "
+        name, lo, hi = parse_part(part)
+        if name not in manifest["splits"]:
+            raise DataError(f"{Path(data_dir) / MANIFEST}: no split {name!r}; "
                             f"available: {', '.join(manifest['splits'])}")
-        files = split_files(part)
+        files = split_files(name)
         verify(data_dir, list(files), manifest)
-        xs.append(np.load(Path(data_dir) / files[0], mmap_mode="r"))
-        ys.append(np.load(Path(data_dir) / files[1]))
-    x = np.concatenate(xs) if len(xs) > 1 else np.asarray(xs[0])
+        x, y = np.load(Path(data_dir) / files[0], mmap_mode="r"), np.load(Path(data_dir) / files[1])
+        if (lo, hi) != (0.0, 100.0):
+            index = slice_index(len(y), lo, hi)
+            x, y = Rows(x, index), y[index]
+        xs.append(x)
+        ys.append(y)
+    x = np.concatenate([np.asarray(a) for a in xs]) if len(xs) > 1 else xs[0]
     y = np.concatenate(ys) if len(ys) > 1 else ys[0]
     return x, y.astype(np.int64), manifest
 
 
 # ----------------------------------------------------------------------------- torch side
-def to_tensor(images: np.ndarray, size: int):
+def to_tensor(images, size: int):
     """uint8 (N,H,W,C) -> uint8 (N,C,size,size), resized once with antialiasing (not per batch)."""
     import torch
-    import torch.nn.functional as F
 
-    x = torch.from_numpy(np.require(images, requirements=["C", "W"])).permute(0, 3, 1, 2)  # copies a read-only memmap
+    x = torch.from_numpy(np.require(np.asarray(images), requirements=["C", "W"])).permute(0, 3, 1, 2)  # copies a read-only memmap
     if x.shape[-1] == size and x.shape[-2] == size:
         return x.contiguous()
     out = torch.empty((x.shape[0], x.shape[1], size, size), dtype=torch.uint8)
     for i in range(0, len(x), 4096):  # chunks bound the float32 temporary
-        chunk = F.interpolate(x[i:i + 4096].float(), size=(size, size), mode="bilinear", antialias=True,
-                              align_corners=False)
-        out[i:i + 4096] = chunk.round_().clamp_(0, 255).to(torch.uint8)
+        out[i:i + 4096] = _resize(x[i:i + 4096], size)
     return out
+
+
+def _resize(x, size: int):
+    """uint8 (B,C,H,W) -> uint8 (B,C,size,size): bilinear with antialias, per image."""
+    import torch.nn.functional as F
+
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x.contiguous()
+    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return y.round_().clamp_(0, 255).to(x.dtype)
+
+
+class Streamed:
+    """A split read from disk batch by batch and resized on the fly: what `images` gives for a set too
+    large for memory (ImageNet-21k at 224 px is ~2 TB). Indexing with row indices or a slice returns
+    the same uint8 (B,C,size,size) tensor that `to_tensor(images, size)[idx]` would."""
+
+    def __init__(self, images, size: int):
+        self.images, self.size = images, size
+        self.shape = (len(images), images.shape[-1], size, size)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx):
+        import torch
+
+        rows = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx).reshape(-1)
+        order = np.argsort(rows, kind="stable")  # ascending reads are sequential on disk
+        batch = np.empty((len(rows),) + tuple(self.images.shape[1:]), np.uint8)
+        batch[order] = self.images[rows[order]]
+        return _resize(torch.from_numpy(batch).permute(0, 3, 1, 2), self.size)
+
+
+def images(xs, size: int, max_gb: float):
+    """The images of a split for the training loop: one uint8 tensor in memory when it fits in
+    `max_gb`, else `Streamed` from the memory-mapped file (same values, read per batch)."""
+    need = len(xs) * xs.shape[-1] * size * size / 2**30
+    return to_tensor(xs, size) if need <= max_gb else Streamed(xs, size)
 
 
 def normalize(x):

@@ -8,6 +8,12 @@ Every (task, resolution, seed) is its own run of `vit.train.train` with its own 
 `<out>/<task>/r<res>_s<seed>/` (summary.json, metrics.jsonl). They share one process because starting
 Python with torch and timm costs ~5 s, more than a laptop-scale fine-tune itself (CPU_PERF.md).
 A finished run is skipped when the job is restarted, so an interrupted grid resumes where it stopped.
+
+Table 4's learning-rate choice: with `--lr_grid` of several rates and `--dev_fraction`, each (task,
+resolution) first trains once per rate on the training split minus a held-out dev part (`train[:98%]`,
+scored on `train[98%:]`, first seed), then every seed trains on the whole training split with the best
+rate. `--per_task` gives a task its own steps, grid, dev fraction or resolutions (ImageNet: 20k steps,
+512 px and Polyak averaging in Table 2; Pets: 500 steps).
 Arguments this module does not know are training settings, checked by `vit.train.Config`.
 Writes `<out>/runs.json`: the list of the runs' summaries, which the evaluate stage reads.
 """
@@ -35,45 +41,96 @@ class Config:
     data_root: str = "results/data"
     out: str = ""
     settings_file: str = ""   # JSON {"settings": {...}} of training settings chosen earlier (VTAB-1k select step)
+    lr_grid: list = field(default_factory=list)  # learning rates to choose from on a dev split ([] = use --lr)
+    dev_fraction: float = 0.0  # the dev split: this fraction of the training split, held out (Table 4: 0.01-0.1)
+    per_task: dict = field(default_factory=dict)  # {task: {setting: value}}: Table 4's per-dataset steps,
+                                                  # grids, dev fractions, resolutions; overrides the above
 
 
-def plan(cfg: Config, train_cfg: train.Config) -> list[train.Config]:
+GRID_KEYS = ("resolutions", "lr_grid", "dev_fraction")  # per_task keys that are not training settings
+
+
+def task_settings(cfg: Config, train_cfg: train.Config, task: str) -> tuple[train.Config, dict]:
+    """The training settings of `task` and its grid (resolutions, lr_grid, dev_fraction)."""
+    over = dict(cfg.per_task.get(task, {}))
+    grid = {"resolutions": cfg.resolutions, "lr_grid": cfg.lr_grid, "dev_fraction": cfg.dev_fraction}
+    grid.update({k: over.pop(k) for k in GRID_KEYS if k in over})
+    # checked like command-line settings: a misspelt per_task key is an error that names it
+    cli.parse(train.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in over.items()])
+    if len(grid["lr_grid"]) > 1 and not 0 < grid["dev_fraction"] < 1:
+        raise cli.ConfigError(f"task {task}: lr_grid {grid['lr_grid']} needs dev_fraction in (0, 1) to hold out "
+                              f"a dev split for the choice (Table 4: 0.01 ImageNet, 0.02 CIFAR, 0.1 Pets/Flowers)")
+    return dataclasses.replace(train_cfg, **over), grid
+
+
+def dev_splits(split: str, fraction: float) -> tuple[str, str]:
+    """("train[:98%]", "train[98%:]") for split "train" and fraction 0.02; each part of "a+b" alike."""
+    cut = f"{100 * (1 - fraction):g}"
+    parts = split.split("+")
+    if any("[" in p for p in parts):
+        raise cli.ConfigError(f"train_split={split!r} is already sliced; give the whole split and dev_fraction")
+    return "+".join(f"{p}[:{cut}%]" for p in parts), "+".join(f"{p}[{cut}%:]" for p in parts)
+
+
+def _run(run: train.Config) -> dict:
+    """Train one run, or read its summary when it already finished with the same settings."""
+    done = Path(run.out) / "summary.json"
+    if done.exists() and read_json(done).get("config_hash") == train.run_hash(run):
+        return read_json(done)
+    return train.train(run)
+
+
+def select_lr(base: train.Config, grid: dict, seed: int) -> tuple[float, dict]:
+    """Paper App. B.1.1: train on the training split minus a held-out dev part with each rate of the
+    grid, keep the rate with the best dev top-1 (ties: the first in the grid)."""
+    fit, dev = dev_splits(base.train_split, grid["dev_fraction"])
+    scores = {}
+    for lr in grid["lr_grid"]:
+        run = dataclasses.replace(base, lr=float(lr), seed=seed, train_split=fit, test_split=dev, val_split="",
+                                  out=str(Path(base.out).parent / f"{Path(base.out).name}_dev" / f"lr{lr:g}"),
+                                  tags=dict(base.tags, stage="lr_selection"))
+        summary = _run(run)
+        scores[f"{lr:g}"] = summary["eval"][dev]["top1"]
+        print(f"    dev lr {lr:g}: top-1 {scores[f'{lr:g}']:.2f} %", flush=True)
+    best = max(grid["lr_grid"], key=lambda lr: scores[f"{lr:g}"])
+    return float(best), {"dev_split": dev, "fit_split": fit, "dev_top1": scores, "lr": float(best)}
+
+
+def finetune(cfg: Config, train_cfg: train.Config) -> list[dict]:
+    if not cfg.out or not cfg.tasks or not cfg.seeds or not (cfg.resolutions or cfg.per_task):
+        raise cli.ConfigError("--out, --tasks, --resolutions and --seeds are required")
+    if cfg.settings_file:
+        chosen = read_json(cfg.settings_file)["settings"]
+        cli.parse(train.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in chosen.items()])
+        train_cfg = dataclasses.replace(train_cfg, **chosen)
     model_args = cfg.model_args
     if cfg.init:
         import torch
 
         model_args = torch.load(cfg.init, map_location="cpu", weights_only=False)["model_args"]
-    runs = []
+    summaries = []
     for task in cfg.tasks:
+        settings, grid = task_settings(cfg, train_cfg, task)
         data_dir = str(Path(cfg.data_root) / task)
         group = read_manifest(data_dir).get("group", "")
-        for res in cfg.resolutions:
+        for res in grid["resolutions"]:
+            base = dataclasses.replace(settings, data=data_dir, init=cfg.init, model=cfg.model, model_args=model_args,
+                                       img_size=int(res), out=str(Path(cfg.out) / task / f"r{res}"),
+                                       tags={"model": cfg.model, "upstream": cfg.upstream, "task": task, "group": group})
+            selection = {}
+            if len(grid["lr_grid"]) > 1:
+                print(f"{task} at {res} px: choosing the learning rate on {grid['dev_fraction']:g} of "
+                      f"{base.train_split}", flush=True)
+                lr, selection = select_lr(base, grid, int(cfg.seeds[0]))
+                base = dataclasses.replace(base, lr=lr)
+            elif grid["lr_grid"]:
+                base = dataclasses.replace(base, lr=float(grid["lr_grid"][0]))
             for seed in cfg.seeds:
-                runs.append(dataclasses.replace(
-                    train_cfg, data=data_dir, init=cfg.init, model=cfg.model, model_args=model_args,
-                    img_size=int(res), seed=int(seed), out=str(Path(cfg.out) / task / f"r{res}_s{seed}"),
-                    tags={"model": cfg.model, "upstream": cfg.upstream, "task": task, "group": group}))
-    return runs
-
-
-def finetune(cfg: Config, train_cfg: train.Config) -> list[dict]:
-    if not cfg.out or not cfg.tasks or not cfg.resolutions or not cfg.seeds:
-        raise cli.ConfigError("--out, --tasks, --resolutions and --seeds are required")
-    if cfg.settings_file:
-        chosen = read_json(cfg.settings_file)["settings"]
-        # checked like command-line settings: a hand-edited file cannot slip in an unknown key
-        cli.parse(train.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in chosen.items()])
-        train_cfg = dataclasses.replace(train_cfg, **chosen)
-    summaries = []
-    runs = plan(cfg, train_cfg)
-    for i, run in enumerate(runs):
-        done = Path(run.out) / "summary.json"
-        if done.exists() and read_json(done).get("config_hash") == train.run_hash(run):
-            summaries.append(read_json(done))
-            continue
-        print(f"[{i + 1}/{len(runs)}] {run.tags['task']} at {run.img_size} px, seed {run.seed}", flush=True)
-        summaries.append(train.train(run))
-        print(f"    {run.test_split} top-1 {summaries[-1]['eval'][run.test_split]['top1']:.2f} %", flush=True)
+                run = dataclasses.replace(base, seed=int(seed), out=f"{base.out}_s{seed}",
+                                          tags=dict(base.tags, lr_selection=selection) if selection else base.tags)
+                print(f"{task} at {res} px, seed {seed}, lr {run.lr:g}", flush=True)
+                summaries.append(_run(run))
+                print(f"    {run.test_split} top-1 {summaries[-1]['eval'][run.test_split]['top1']:.2f} %", flush=True)
     write_json(Path(cfg.out) / "runs.json", summaries)
     return summaries
 

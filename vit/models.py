@@ -8,6 +8,7 @@ A model spec is a dict from config.yaml, e.g. {"arch": "vit", "patch_size": 8, "
   efficientnet  a timm EfficientNet family member by name ("variant": "tinynet_e", "efficientnet_b0", ...)
   timm          any timm model by name ("name": "vit_base_patch16_224", ...), for the paper-scale presets
   paper         one of the paper's models by its name in the paper ("name": "ViT-L/16"; see vit.zoo)
+Any spec may add "input_norm": [mean, std] for weights trained on other inputs than x/127.5 - 1.
 
 `load_pretrained` implements the paper's transfer recipe (sec. 3.2): drop the pre-training head, add a
 zero-initialised linear head, and when the resolution grows keep the patch size, let the sequence grow,
@@ -28,20 +29,36 @@ POSEMB_INTERP = ("bicubic", "bilinear_corners")
 
 def create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
     spec = dict(spec)
+    norm = spec.pop("input_norm", None)
+    head = spec.pop("head", "linear")
+    model = _create(spec, num_classes, img_size)
+    if head == "tanh_mlp":  # paper sec. 3.1: pre-training head = MLP with one tanh hidden layer
+        if not isinstance(getattr(model, "head", None), torch.nn.Linear):
+            raise ValueError(f"head=tanh_mlp: {type(model).__name__} has no linear `head` to replace")
+        d = model.num_features
+        model.head = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.Tanh(), torch.nn.Linear(d, num_classes))
+    elif head != "linear":
+        raise ValueError(f"head={head!r}: expected linear or tanh_mlp")
+    if norm is not None:  # [mean, std]: weights trained on other inputs than our [-1, 1] (vit.weights)
+        mean, std = (torch.tensor(v, dtype=torch.float32).view(1, -1, 1, 1) for v in norm)
+        model.register_forward_pre_hook(functools.partial(_renormalize, mean=mean, std=std))
+    return model
+
+
+def _renormalize(module, args, mean, std):
+    x = args[0]
+    return ((x + 1) / 2 - mean.to(x.device, x.dtype)) / std.to(x.device, x.dtype), *args[1:]
+
+
+def _create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
     arch = spec.pop("arch", None)
     if arch == "paper":
         from vit import zoo
 
         return create({**zoo.resolve(spec.pop("name")), **spec}, num_classes, img_size)
     if arch == "vit":
-        head = spec.pop("head", "linear")
         model = VisionTransformer(img_size=img_size, num_classes=num_classes, class_token=True,
                                   global_pool="token", **spec)
-        if head == "tanh_mlp":  # paper sec. 3.1: pre-training head = MLP with one tanh hidden layer
-            d = model.embed_dim
-            model.head = torch.nn.Sequential(torch.nn.Linear(d, d), torch.nn.Tanh(), torch.nn.Linear(d, num_classes))
-        elif head != "linear":
-            raise ValueError(f"vit head={head!r}: expected linear or tanh_mlp")
     elif arch == "bit":
         groups = spec.pop("groups", 32)
         model = ResNetV2(num_classes=num_classes, stem_type="fixed",
@@ -107,10 +124,14 @@ def resample_pos_embed(posemb: torch.Tensor, old_grid, new_grid, num_prefix_toke
                                   num_prefix_tokens=num_prefix_tokens, **kw)
 
 
+DROPOUT_KEYS = ("drop_rate", "proj_drop_rate", "pos_drop_rate", "attn_drop_rate")
+
+
 def transfer_spec(spec: dict) -> dict:
     """The spec of the model that fine-tunes a checkpoint: the same backbone with a linear head
-    (paper sec. 3.2: the whole pre-training head is replaced by one zero-initialised layer)."""
-    return {k: v for k, v in spec.items() if k != "head"}
+    (paper sec. 3.2: the whole pre-training head is replaced by one zero-initialised layer) and no
+    dropout (Table 3's dropout is a pre-training regulariser; the public fine-tuning code uses 0)."""
+    return {k: v for k, v in spec.items() if k != "head" and k not in DROPOUT_KEYS}
 
 
 def load_pretrained(model: torch.nn.Module, checkpoint: dict, interp: str = "bicubic") -> dict:

@@ -15,6 +15,7 @@ the run has finished.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
@@ -70,6 +71,7 @@ class Config:
     save_checkpoint: bool = True    # write the final weights (pre-training: yes; grid fine-tunes: optional)
     eval_batch_size: int = 500
     threads: int = 0                # torch CPU threads (0 = leave torch's default); Snakemake passes {threads}
+    memory_gb: float = 8.0          # a split larger than this (resized, uint8) is streamed from disk per batch
     fewshot: list = field(default_factory=list)  # prepared datasets for a 5-shot linear probe at each eval (sec. 4.1)
     fewshot_test: int = 500         # test images per few-shot dataset (a subset keeps the probe cheap)
     tags: dict = field(default_factory=dict)  # copied into summary.json (upstream, task, ...)
@@ -77,7 +79,7 @@ class Config:
 
 # Settings that change how a run executes, not what it computes: kept out of the run's identity, so a
 # resumed or re-launched run with other threads or logging still finds its state and finished results.
-RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every")
+RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every", "memory_gb")
 
 
 def run_hash(cfg: Config) -> str:
@@ -179,7 +181,7 @@ def train(cfg: Config) -> dict:
 
     # ---------------------------------------------------------------- data
     xs, ys, manifest = data.load_split(cfg.data, cfg.train_split)
-    x_train, y_train = data.to_tensor(xs, cfg.img_size), torch.from_numpy(ys)
+    x_train, y_train = data.images(xs, cfg.img_size, cfg.memory_gb), torch.from_numpy(ys)
     total = optim.to_steps(cfg.epochs, cfg.steps, len(x_train), cfg.batch_size)
 
     # ---------------------------------------------------------------- model, optimiser, resume
@@ -197,6 +199,17 @@ def train(cfg: Config) -> dict:
         model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
 
     # ---------------------------------------------------------------- loop
+    # this process's slice of each micro-batch: the same examples a single process would take
+    parts = [slice((a * dist.world + dist.rank) * micro, (a * dist.world + dist.rank + 1) * micro)
+             for a in range(cfg.accum_steps)]
+
+    def fetch(step: int) -> list:
+        return [data.train_batch(x_train, y_train, step, cfg.batch_size, cfg.seed, cfg.augment, part=p)
+                for p in parts]
+
+    streamed = isinstance(x_train, data.Streamed)
+    prefetch = concurrent.futures.ThreadPoolExecutor(1) if streamed else None
+    next_batches = None
     model.train()
     convnet = models.is_convnet(model)
     loss_ema = None
@@ -212,11 +225,10 @@ def train(cfg: Config) -> dict:
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
         loss_value = 0.0
-        for a in range(cfg.accum_steps):
-            # this process's slice of micro-batch a; the same examples a single process would take
-            lo = (a * dist.world + dist.rank) * micro
-            xb, yb = data.train_batch(x_train, y_train, step, cfg.batch_size, cfg.seed, cfg.augment,
-                                      part=slice(lo, lo + micro))
+        batches = next_batches.result() if next_batches is not None else fetch(step)
+        if prefetch is not None and step + 1 < total:  # read the next step from disk while this one trains
+            next_batches = prefetch.submit(fetch, step + 1)
+        for a, (xb, yb) in enumerate(batches):
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
             if convnet:
                 xb = xb.contiguous(memory_format=torch.channels_last)
@@ -257,6 +269,8 @@ def train(cfg: Config) -> dict:
                                     "rng": torch.get_rng_state(),
                                     "ema": ema.module.state_dict() if ema is not None else None})
     bar.close()
+    if prefetch is not None:
+        prefetch.shutdown()
     if not dist.main:  # the other processes are done once the weights are; rank 0 evaluates and writes
         torch.distributed.barrier()
         torch.distributed.destroy_process_group()
@@ -316,7 +330,7 @@ def _eval(model, cfg: Config, split: str, device) -> dict:
     if manifest["source"] == "imagenet" and f"{split}_names.txt" in manifest["files"]:  # ImageNet val: ReaL too
         data.verify(cfg.data, [f"{split}_names.txt"], manifest)
         names = (Path(cfg.data) / f"{split}_names.txt").read_text().split()
-    return evaluate(model, data.to_tensor(xs, cfg.img_size), torch.from_numpy(ys), cfg.eval_batch_size, device,
+    return evaluate(model, data.images(xs, cfg.img_size, cfg.memory_gb), torch.from_numpy(ys), cfg.eval_batch_size, device,
                     real_names=names)
 
 

@@ -1,4 +1,5 @@
 rule evaluate:
+    localrule: True
     input:
         finetune_files(),
     output:
@@ -15,6 +16,7 @@ rule evaluate:
 
 
 rule account:
+    localrule: True
     input:
         pretrain=pretrain_files("summary.json"),
         finetune=finetune_files(),
@@ -31,6 +33,7 @@ rule account:
 
 
 rule report:
+    localrule: True
     input:
         runs="results/eval/runs.parquet",
         vtab="results/eval/vtab.parquet",

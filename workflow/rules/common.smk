@@ -1,5 +1,9 @@
 # Helpers shared by the rules: config checks the schema cannot express, target lists, and rendering
 # of a stage's settings as `--key=value` (vit.cli parses them back into the stage's dataclass).
+import os
+
+import jsonschema
+import yaml
 from snakemake.exceptions import WorkflowError
 
 from vit.cli import render  # dict -> shell-quoted `--key=value` words; vit.cli parses them back
@@ -16,6 +20,17 @@ if "vtab" in config:  # every VTAB-1k task becomes a dataset prepared from {data
         config["datasets"][f"vtab_{_t.folder}"] = {"source": "vtab1k", "task": _t.folder, "group": _t.group,
                                                   "label": _t.paper, "size": config["vtab"]["image_size"]}
 EXPERIMENT = "pretrain" in config and "finetune" in config  # the pre-train -> fine-tune grid
+# Released weights (pretrain.released: model -> upstream -> timm tag) are fine-tuned like our own
+# checkpoints; their upstream becomes a dataset entry (never prepared) so tables can label it.
+RELEASED = {(m, up): spec for m, ups in config.get("pretrain", {}).get("released", {}).items()
+            for up, spec in ups.items()}
+for (_m, _up), _spec in RELEASED.items():
+    config["datasets"].setdefault(_up, {"source": "released", "group": "upstream", "label": _spec.get("label", _up),
+                                        "stands_for": _spec.get("label", _up), "train": _spec.get("examples", 0)})
+
+
+with open(os.path.join(workflow.basedir, "schemas", "config.schema.yaml")) as _f:
+    TRAIN_SCHEMA = yaml.safe_load(_f)["$defs"]["train"]
 
 
 def _check_config():
@@ -29,11 +44,26 @@ def _check_config():
             raise WorkflowError(f"config: {where} names {kind} {name!r}, which is not defined under "
                                 f"'{kind}s:' (defined: {', '.join(known)})")
 
-    for model, upstreams in config["pretrain"]["runs"].items():
+    for model, upstreams in config["pretrain"].get("runs", {}).items():
         need("model", model, "pretrain.runs", models)
         for up in upstreams:
             need("dataset", up, f"pretrain.runs.{model}", datasets)
-            need("dataset", up, "pretrain.epochs (no epochs for it)", config["pretrain"]["epochs"])
+            need("dataset", up, "pretrain.epochs (no epochs for it)", config["pretrain"].get("epochs", {}))
+    for model in config["pretrain"].get("per_model", {}):
+        need("model", model, "pretrain.per_model", models)
+    for model, _up in RELEASED:
+        need("model", model, "pretrain.released", models)
+    train_keys = set(TRAIN_SCHEMA["properties"]) | {"resolutions", "lr_grid", "dev_fraction"}
+    for task, settings in config["finetune"].get("per_task", {}).items():
+        if task not in config["finetune"]["tasks"]:
+            raise WorkflowError(f"config: finetune.per_task names {task!r}, which is not in finetune.tasks "
+                                f"({', '.join(config['finetune']['tasks'])})")
+        for key in sorted(set(settings) - train_keys):
+            raise WorkflowError(f"config: finetune.per_task.{task}.{key} is not a setting; "
+                                f"valid: {', '.join(sorted(train_keys))}")
+        for err in jsonschema.Draft202012Validator(TRAIN_SCHEMA).iter_errors(
+                {k: v for k, v in settings.items() if k in TRAIN_SCHEMA["properties"]}):
+            raise WorkflowError(f"config: finetune.per_task.{task}.{'.'.join(map(str, err.path))}: {err.message}")
     for task in config["finetune"]["tasks"]:
         need("dataset", task, "finetune.tasks", datasets)
         if datasets[task]["group"] == "upstream":
@@ -47,8 +77,16 @@ _check_config()
 
 ENV = "../envs/vit.yaml"
 
-PRETRAIN_RUNS = [(m, up) for m, ups in config["pretrain"]["runs"].items() for up in ups] if EXPERIMENT else []
-FINETUNE_RUNS = PRETRAIN_RUNS + [(m, "scratch") for m in config["finetune"]["from_scratch"]] if EXPERIMENT else []
+PRETRAIN_RUNS = [(m, up) for m, ups in config["pretrain"].get("runs", {}).items() for up in ups] if EXPERIMENT else []
+FINETUNE_RUNS = (PRETRAIN_RUNS + list(RELEASED) + [(m, "scratch") for m in config["finetune"].get("from_scratch", [])]
+                 if EXPERIMENT else [])
+
+
+def launch(wildcards, resources):
+    """`python`, or torchrun with one process per GPU when the profile gives the job several
+    (single node; torch.distributed DDP, NCCL on GPUs)."""
+    gpus = int(resources.get("gpu", 0) or 0)
+    return f"torchrun --standalone --nnodes=1 --nproc_per_node={gpus}" if gpus > 1 else "python"
 
 
 def model_spec(model):
@@ -70,14 +108,17 @@ def prepare_threads(wildcards):
 
 
 def pretrain_args(wildcards):
-    settings = dict(config["pretrain"]["train"], epochs=config["pretrain"]["epochs"][wildcards.upstream])
+    settings = dict(config["pretrain"]["train"], epochs=config["pretrain"]["epochs"][wildcards.upstream],
+                    **config["pretrain"].get("per_model", {}).get(wildcards.model, {}))
     tags = {"model": wildcards.model, "upstream": wildcards.upstream, "stage": "pretrain"}
     return render(dict(settings, model=wildcards.model, model_args=model_spec(wildcards.model), tags=tags))
 
 
 def finetune_inputs(wildcards):
     inputs = {"tasks": [f"results/data/{t}/manifest.json" for t in config["finetune"]["tasks"]]}
-    if wildcards.upstream != "scratch":
+    if (wildcards.model, wildcards.upstream) in RELEASED:
+        inputs["init"] = f"results/released/{wildcards.model}/{wildcards.upstream}/checkpoint.pt"
+    elif wildcards.upstream != "scratch":
         inputs["init"] = f"results/pretrain/{wildcards.model}/{wildcards.upstream}/checkpoint.pt"
     return inputs
 
@@ -89,7 +130,14 @@ def finetune_args(wildcards, input):
         grid["model_args"] = model_spec(wildcards.model)
     else:
         grid["init"] = input.init
+    # Table 4: a learning-rate grid chosen on a dev split, and per-task steps / grids / resolutions
+    grid.update({k: config["finetune"][k] for k in ("lr_grid", "dev_fraction", "per_task") if k in config["finetune"]})
     return render(dict(grid, **config["finetune"]["train"]))
+
+
+def released_args(wildcards):
+    spec = RELEASED[(wildcards.model, wildcards.upstream)]
+    return render({k: spec[k] for k in ("weights", "file") if k in spec})
 
 
 def pretrain_files(name):

@@ -4,6 +4,26 @@
 # threads: 1 because these small models scale poorly across cores: on 2 cores, two 1-thread jobs side
 # by side train ~18 % more images per second than one 2-thread job (CPU_PERF.md); each job sets
 # torch to exactly its {threads}. Raise it with --set-threads pretrain=N finetune=N for big models.
+# On a cluster the slurm profile gives pretrain / finetune N GPUs and `launch` starts one torchrun
+# process per GPU (workflow/profiles/slurm); locally resources.gpu is 0 and the job is plain python.
+
+
+rule import_weights:
+    # Released weights from the Hugging Face hub (timm tags): a local rule, as compute nodes are often
+    # offline; set `file:` in the config to import a copy made elsewhere.
+    output:
+        ckpt="results/released/{model}/{upstream}/checkpoint.pt",
+        summary="results/released/{model}/{upstream}/summary.json",
+    params:
+        args=released_args,
+        out=subpath(output.ckpt, parent=True),
+    localrule: True
+    conda:
+        ENV
+    log:
+        "results/logs/import_weights/{model}-{upstream}.log",
+    shell:
+        "python -m vit.weights --out={params.out} {params.args} > {log} 2>&1"
 
 
 rule pretrain:
@@ -14,6 +34,7 @@ rule pretrain:
         summary="results/pretrain/{model}/{upstream}/summary.json",
     params:
         args=pretrain_args,
+        launch=launch,
         data=subpath(input.data, parent=True),
         out=subpath(output.ckpt, parent=True),
     conda:
@@ -26,7 +47,7 @@ rule pretrain:
     resources:
         gpu=0,
     shell:
-        "python -m vit.train --data={params.data} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+        "{params.launch} -m vit.train --data={params.data} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
 
 
 rule finetune:
@@ -36,6 +57,7 @@ rule finetune:
         "results/finetune/{model}/{upstream}/runs.json",
     params:
         args=finetune_args,
+        launch=launch,
         out=subpath(output[0], parent=True),
     conda:
         ENV
@@ -47,7 +69,7 @@ rule finetune:
     resources:
         gpu=0,
     shell:
-        "python -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
+        "{params.launch} -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
         "--threads={threads} {params.args} > {log} 2>&1"
 
 

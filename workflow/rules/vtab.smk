@@ -38,6 +38,7 @@ rule vtab_sweep:
 
 
 rule vtab_select:
+    localrule: True
     input:
         expand("results/vtab/{{model}}/sweep/s{setting}/runs.json", setting=range(len(config["vtab"]["sweep"]))),
     output:
@@ -74,6 +75,7 @@ rule vtab_final:
 
 
 rule vtab_report:
+    localrule: True
     input:
         final=f"results/vtab/{config['vtab']['model']}/final/runs.json",
         selected=f"results/vtab/{config['vtab']['model']}/selected.json",

@@ -1,0 +1,116 @@
+"""What a preset will cost before it runs: training FLOPs and GPU-hours of every planned job.
+
+    python -m vit.cost --configfile=configs/paper-i21k.yaml --device=h100 --mfu=0.4
+
+FLOPs per training image (forward + backward) are counted with FlopCounterMode on PyTorch's meta
+device (no memory, no time; the same counter the training runs use), at each job's resolution.
+Images per job follow the config the way the workflow runs it: pre-training epochs x the upstream
+set's `train` size (or steps x batch); fine-tuning steps x batch for every task, resolution and seed,
+plus one dev run per learning rate where a grid is chosen on a dev split (vit.finetune).
+Device-hours = FLOPs / (peak x assumed utilisation); the peaks are the vendors' dense bf16 numbers, and
+the utilisation (MFU) is an assumption the output states, not a measurement. Evaluation is not counted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+from vit import cli, optim
+
+# dense bf16 tensor-core peaks (FLOP/s): NVIDIA H100 SXM and A100 SXM datasheets; TPUv3 per core (paper)
+PEAKS = {"h100": 989e12, "a100": 312e12, "tpuv3": 61.5e12}
+
+
+@dataclass
+class Config:
+    configfile: str = ""    # a preset (config.yaml, configs/*.yaml)
+    device: str = "h100"    # h100 | a100 | tpuv3
+    mfu: float = 0.4        # assumed model FLOPs utilisation
+    out: str = ""           # optional CSV of the per-job table
+
+
+def _flops_per_image(spec: dict, res: int, classes: int, cache: dict) -> float:
+    import torch
+
+    from vit import flops, models
+
+    key = (repr(sorted(spec.items())), res, classes)
+    if key not in cache:
+        with torch.device("meta"):
+            model = models.create(spec, classes, res)
+        cache[key] = flops.count(model, res, device="meta", batch=1)["train_flops_per_img"]
+    return cache[key]
+
+
+def plan(config: dict) -> list[dict]:
+    """One row per planned training job: stage, model, upstream, task, resolution, runs, images."""
+    datasets, models = config.get("datasets", {}), config.get("models", {})
+    pre, ft = config.get("pretrain", {}), config.get("finetune", {})
+    spec = {m: {k: v for k, v in s.items() if k not in ("label", "paper_row")} for m, s in models.items()}
+    rows = []
+    for model, ups in pre.get("runs", {}).items():
+        for up in ups:
+            s = dict(pre["train"], epochs=pre["epochs"][up], **pre.get("per_model", {}).get(model, {}))
+            n = datasets[up].get("train", 0)
+            steps = optim.to_steps(s.get("epochs", 0), s.get("steps", 0), n, s["batch_size"])
+            rows.append({"stage": "pretrain", "model": model, "upstream": up, "task": up, "resolution": s["img_size"],
+                         "runs": 1, "images": steps * s["batch_size"], "spec": spec[model],
+                         "classes": datasets[up].get("classes", 1000)})
+    upstreams = [(m, up) for m, ups in pre.get("runs", {}).items() for up in ups]
+    upstreams += [(m, up) for m, ups in pre.get("released", {}).items() for up in ups]
+    upstreams += [(m, "scratch") for m in ft.get("from_scratch", [])]
+    seeds = len(config.get("seeds", [0]))
+    for model, up in upstreams:
+        from vit.models import transfer_spec
+
+        for task in ft.get("tasks", []):
+            over = dict(ft.get("per_task", {}).get(task, {}))
+            s = dict(ft["train"], **{k: v for k, v in over.items() if k not in ("resolutions", "lr_grid", "dev_fraction")})
+            grid = over.get("lr_grid", ft.get("lr_grid", []))
+            runs = seeds + (len(grid) if len(grid) > 1 else 0)
+            steps = s.get("steps") or 0
+            if not steps:
+                raise cli.ConfigError(f"{task}: cost estimates need fine-tuning `steps` (epochs depend on data size)")
+            for res in over.get("resolutions", ft.get("resolutions", [])):
+                rows.append({"stage": "finetune", "model": model, "upstream": up, "task": task, "resolution": res,
+                             "runs": runs, "images": runs * steps * s["batch_size"],
+                             "spec": transfer_spec(spec[model]), "classes": datasets.get(task, {}).get("classes", 1000)})
+    return rows
+
+
+def estimate(config: dict, device: str, mfu: float):
+    import pandas as pd
+
+    if device not in PEAKS:
+        raise cli.ConfigError(f"--device={device!r}: expected one of {', '.join(PEAKS)}")
+    cache: dict = {}
+    rows = plan(config)
+    for r in rows:
+        r["train_gflops_per_img"] = _flops_per_image(r.pop("spec"), r["resolution"], r.pop("classes"), cache) / 1e9
+        r["exaflops"] = r["train_gflops_per_img"] * 1e9 * r["images"] / 1e18
+        r[f"{device}_hours"] = r["exaflops"] * 1e18 / (PEAKS[device] * mfu) / 3600
+    return pd.DataFrame(rows)
+
+
+def main(cfg: Config):
+    if not cfg.configfile:
+        raise cli.ConfigError("--configfile is required (config.yaml or configs/<preset>.yaml)")
+    with open(cfg.configfile) as f:
+        config = yaml.safe_load(f)
+    df = estimate(config, cfg.device, cfg.mfu)
+    hours = f"{cfg.device}_hours"
+    print(f"# {cfg.configfile}: {len(df)} training jobs; {df.runs.sum()} training runs\n"
+          f"# assumptions: {cfg.device} dense bf16 peak {PEAKS[cfg.device] / 1e12:.0f} TFLOP/s at {cfg.mfu:.0%} MFU; "
+          f"FLOPs counted at each job's resolution; evaluation not counted\n")
+    print(df.round({"train_gflops_per_img": 1, "exaflops": 3, hours: 1}).to_markdown(index=False))
+    by_stage = df.groupby("stage")[["runs", "exaflops", hours]].sum()
+    print("\n" + by_stage.round(1).to_markdown())
+    print(f"\ntotal: {df.exaflops.sum():.2f} exaFLOPs, {df[hours].sum():,.0f} {cfg.device.upper()}-hours")
+    if cfg.out:
+        df.to_csv(cfg.out, index=False)
+    return df
+
+
+if __name__ == "__main__":
+    cli.main_guard(main, Config)
