@@ -49,3 +49,18 @@ def test_batch_must_split_evenly(digits_dir, tmp_path):
     with pytest.raises(cli.ConfigError, match="accum_steps=3"):
         train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'x'}",
                                                     "--accum_steps=3"]))
+
+
+def test_finetune_grid_with_lr_selection_under_torchrun(digits_dir, tmp_path):
+    """The fine-tuning stage as the SLURM profile runs it: one torchrun process per GPU (2 on CPU with
+    gloo), dev-split learning-rate choice included; every rank agrees and rank 0 writes runs.json."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vit.finetune",
+           "--model=vit", f"--model_args={cli.literal(TINY_VIT)}", "--tasks=['digits']", "--resolutions=[16]",
+           "--seeds=[0]", f"--data_root={digits_dir.parent}", f"--out={tmp_path / 'ft'}", "--lr_grid=[0.0001, 0.3]",
+           "--dev_fraction=0.25", "--steps=4", "--batch_size=16", "--optimizer=sgd", "--threads=1", "--ckpt_every=0",
+           "--train_split=train", "--test_split=test", "--save_checkpoint=false"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = __import__("json").loads((tmp_path / "ft" / "runs.json").read_text())
+    assert len(runs) == 1 and runs[0]["processes"] == 2
+    assert runs[0]["config"]["lr"] == runs[0]["lr_selection"]["lr"]

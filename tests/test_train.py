@@ -112,3 +112,34 @@ def test_polyak_averaging(digits_dir, tmp_path, monkeypatch):
     train.train(_pretrain_cfg(digits_dir, tmp_path / "whole", lr=0.01, polyak=0.5, ckpt_every=2))
     assert all(torch.equal(a, b) for a, b in zip(weights(tmp_path / "cut").values(),
                                                   weights(tmp_path / "whole").values()))
+
+
+def test_run_killed_with_sigkill_resumes_to_the_same_final_metrics(digits_dir, tmp_path):
+    """A real kill (SIGKILL, no chance to clean up) after the first saved state, then a rerun: the run
+    continues from the state file and ends with the weights and metrics of an uninterrupted run."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["--steps=300", "--batch_size=16", "--lr=0.05", "--optimizer=adam", "--augment=crop_flip", "--img_size=16",
+            "--threads=1", "--ckpt_every=20", "--log_every=10", "--val_split=val", "--test_split=test", "--model=vit",
+            f"--model_args={cli.literal(TINY_VIT)}", f"--data={digits_dir}"]
+    cmd = [sys.executable, "-m", "vit.train", *args]
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + [f"--out={killed}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(killed.glob("state-*.pt")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (killed / "summary.json").exists()
+    state = torch.load(next(killed.glob("state-*.pt")), weights_only=False)
+    assert 0 < state["step"] < 300
+    subprocess.run(cmd + [f"--out={killed}"], check=True, capture_output=True, timeout=300)
+    subprocess.run(cmd + [f"--out={tmp_path / 'whole'}"], check=True, capture_output=True, timeout=300)
+    a, b = (json.loads((tmp_path / d / "summary.json").read_text()) for d in ("killed", "whole"))
+    assert a["eval"] == b["eval"] and a["final_train_loss"] == b["final_train_loss"]
+    wa, wb = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["model"] for d in ("killed", "whole"))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not list(killed.glob("state-*.pt"))  # removed once the run finished

@@ -20,6 +20,7 @@ Writes `<out>/runs.json`: the list of the runs' summaries, which the evaluate st
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,8 @@ def _run(run: train.Config) -> dict:
     done = Path(run.out) / "summary.json"
     if done.exists() and read_json(done).get("config_hash") == train.run_hash(run):
         return read_json(done)
-    return train.train(run)
+    # under torchrun only rank 0 returns the summary; it wrote it before the run's final barrier
+    return train.train(run) or read_json(done)
 
 
 def select_lr(base: train.Config, grid: dict, seed: int) -> tuple[float, dict]:
@@ -131,7 +133,8 @@ def finetune(cfg: Config, train_cfg: train.Config) -> list[dict]:
                 print(f"{task} at {res} px, seed {seed}, lr {run.lr:g}", flush=True)
                 summaries.append(_run(run))
                 print(f"    {run.test_split} top-1 {summaries[-1]['eval'][run.test_split]['top1']:.2f} %", flush=True)
-    write_json(Path(cfg.out) / "runs.json", summaries)
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_json(Path(cfg.out) / "runs.json", summaries)
     return summaries
 
 

@@ -15,6 +15,7 @@ the run has finished.
 """
 from __future__ import annotations
 
+import atexit
 import concurrent.futures
 import contextlib
 import dataclasses
@@ -102,8 +103,9 @@ def _dist_init() -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist()
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    torch.distributed.init_process_group(backend)
+    if not torch.distributed.is_initialized():  # once per process: vit.finetune trains many runs in one
+        torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        atexit.register(torch.distributed.destroy_process_group)
     return Dist(rank=torch.distributed.get_rank(), world=world, local_rank=int(os.environ.get("LOCAL_RANK", "0")))
 
 
@@ -131,11 +133,11 @@ def _build(cfg: Config, manifest: dict, device: torch.device):
     return models.to_device(model, device), init_info
 
 
-def _resume(path: Path, model, opt, ema, metrics_path: Path, main: bool) -> tuple[int, float, int]:
+def _resume(path: Path, model, opt, ema, metrics_path: Path, main: bool) -> tuple[int, float, int, float | None]:
     if not path.exists():
         if main:
             metrics_path.unlink(missing_ok=True)
-        return 0, 0.0, 0
+        return 0, 0.0, 0, None
     state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
@@ -147,7 +149,7 @@ def _resume(path: Path, model, opt, ema, metrics_path: Path, main: bool) -> tupl
         lines = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
         metrics_path.write_text("".join(ln + "\n" for ln in lines))
     print(f"resuming {path} at step {step}")
-    return step, state["train_time_s"], state["timed_images"]
+    return step, state["train_time_s"], state["timed_images"], state.get("loss_ema")
 
 
 def _history(metrics_path: Path) -> list[dict]:
@@ -191,7 +193,7 @@ def train(cfg: Config) -> dict:
     state_path = out / f"state-{chash}.pt"
     metrics_path = out / "metrics.jsonl"
     ema = ModelEmaV3(model, decay=cfg.polyak) if cfg.polyak else None  # timm's exponential moving average
-    start, train_time, timed_images = _resume(state_path, model, opt, ema, metrics_path, dist.main)
+    start, train_time, timed_images, loss_ema = _resume(state_path, model, opt, ema, metrics_path, dist.main)
     scored = ema.module if ema is not None else model  # what evaluation and the checkpoint see
     log = MetricWriter(metrics_path) if dist.main else None
     probe_sets = _fewshot_sets(cfg) if dist.main else {}
@@ -212,7 +214,6 @@ def train(cfg: Config) -> dict:
     next_batches = None
     model.train()
     convnet = models.is_convnet(model)
-    loss_ema = None
     history = _history(metrics_path)  # compact curve for summary.json, so reports need no log files
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{cfg.model} {Path(cfg.data).name}",
                mininterval=2.0, unit="step", dynamic_ncols=True, disable=not dist.main)
@@ -266,14 +267,13 @@ def train(cfg: Config) -> dict:
         if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and step + 1 < total:
             save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
                                     "train_time_s": train_time, "timed_images": timed_images,
-                                    "rng": torch.get_rng_state(),
+                                    "rng": torch.get_rng_state(), "loss_ema": loss_ema,
                                     "ema": ema.module.state_dict() if ema is not None else None})
     bar.close()
     if prefetch is not None:
         prefetch.shutdown()
     if not dist.main:  # the other processes are done once the weights are; rank 0 evaluates and writes
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
         return {}
 
     # ---------------------------------------------------------------- final evaluation and records
@@ -308,7 +308,6 @@ def train(cfg: Config) -> dict:
     state_path.unlink(missing_ok=True)
     if dist.world > 1:
         torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
     return summary
 
 

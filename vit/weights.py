@@ -3,9 +3,10 @@
     python -m vit.weights --weights=vit_large_patch16_224.orig_in21k --out=results/released/vit_l16/in21k
 
 `--weights` is a timm pretrained tag, `<architecture>.<tag>`; timm downloads it from the Hugging Face
-hub and converts foreign formats (the BiT .npz files) on load. `--file` loads a local copy in the
-hub's format instead (a safetensors / .pth state dict, or the original .npz for BiT), for clusters
-whose compute nodes are offline and for the tests. The paper's own checkpoints in timm:
+hub. `--file` loads a local copy in the
+hub's format instead (a safetensors / .pth state dict), or the original JAX release (.npz: the
+paper's gs://vit_models/imagenet21k/ViT-L_16.npz, BiT's BiT-M-R152x4.npz), converted by timm; for
+clusters whose compute nodes are offline, and for the tests. The paper's own checkpoints in timm:
   vit_{base,large}_patch{16,32}_224.orig_in21k, vit_huge_patch14_224.orig_in21k
       the ImageNet-21k ViTs released with the paper (pre-logits and head removed by timm)
   vit_base_r50_s16_224.orig_in21k   the R50+ViT-B/16 hybrid
@@ -41,8 +42,11 @@ def import_weights(cfg: Config) -> dict:
 
     if not cfg.weights or not cfg.out:
         raise cli.ConfigError("--weights and --out are required")
-    pretrained_cfg = timm.models.get_pretrained_cfg(cfg.weights)
     arch, _, tag = cfg.weights.partition(".")
+    try:
+        pretrained_cfg = timm.models.get_pretrained_cfg(cfg.weights)
+    except RuntimeError:  # an architecture timm knows with a tag it does not
+        pretrained_cfg = None
     if pretrained_cfg is None or not tag:
         known = timm.list_pretrained(f"{arch}*")
         raise cli.ConfigError(f"--weights={cfg.weights!r}: not a timm pretrained tag"
@@ -50,8 +54,14 @@ def import_weights(cfg: Config) -> dict:
                                  "; list them with timm.list_pretrained('vit_*')"))
     if cfg.file and not Path(cfg.file).is_file():
         raise cli.ConfigError(f"--file={cfg.file}: no such file")
-    overlay = {"file": str(cfg.file)} if cfg.file else None
-    model = timm.create_model(cfg.weights, pretrained=True, pretrained_cfg_overlay=overlay)
+    if cfg.file.endswith(".npz"):  # the original JAX releases (BiT-M-*.npz, ViT-*.npz): timm's converters
+        model = timm.create_model(cfg.weights, pretrained=False)
+        if not hasattr(model, "load_pretrained"):
+            raise cli.ConfigError(f"--file={cfg.file}: timm has no .npz reader for {arch}; give its state dict")
+        model.load_pretrained(cfg.file)
+    else:
+        overlay = {"file": str(cfg.file)} if cfg.file else None
+        model = timm.create_model(cfg.weights, pretrained=True, pretrained_cfg_overlay=overlay)
     pc = model.pretrained_cfg
     img_size = int(pc["input_size"][-1])
     model_args = {"arch": "timm", "name": arch}

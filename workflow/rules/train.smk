@@ -8,16 +8,16 @@
 # process per GPU (workflow/profiles/slurm); locally resources.gpu is 0 and the job is plain python.
 
 
+# Released weights from the Hugging Face hub (timm tags): a local rule, as compute nodes are often
+# offline; set `file:` in the config to import a copy made elsewhere.
 rule import_weights:
-    # Released weights from the Hugging Face hub (timm tags): a local rule, as compute nodes are often
-    # offline; set `file:` in the config to import a copy made elsewhere.
+    localrule: True
     output:
         ckpt="results/released/{model}/{upstream}/checkpoint.pt",
         summary="results/released/{model}/{upstream}/summary.json",
     params:
         args=released_args,
         out=subpath(output.ckpt, parent=True),
-    localrule: True
     conda:
         ENV
     log:

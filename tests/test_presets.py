@@ -1,0 +1,153 @@
+"""The paper presets, planned with the SLURM profile (`snakemake -n`): the jobs, their resources, the
+torchrun launch, and every recipe value of the planned command lines against vit/reference.yaml."""
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+import sys
+from importlib import resources
+
+import pytest
+import yaml
+
+from conftest import REPO
+from vit import cost, recipes
+
+REF = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text())
+PRESETS = {"configs/paper-transfer.yaml": {"import_weights": 4, "prepare": 5, "finetune": 4, "evaluate": 1,
+                                           "account": 1, "report": 1},
+           "configs/paper-i21k.yaml": {"prepare": 6, "pretrain": 6, "finetune": 6, "evaluate": 1, "account": 1,
+                                       "report": 1}}
+GPU_RULES = ("pretrain", "finetune")
+LOCAL_RULES = ("import_weights", "evaluate", "account", "report")
+
+
+def dry_run(preset, tmp_path) -> list[dict]:
+    """The planned jobs: rule, resources and the shell command's --key=value settings.
+    --cores stands in for the cluster: a dry run caps threads at --cores (1 if not given); a real
+    SLURM run does not cap them."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-n", "--cores", "64",
+           "--workflow-profile", str(REPO / "workflow" / "profiles" / "slurm"), "-d", str(tmp_path),
+           "--configfile", str(REPO / preset)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", proc.stdout):
+        m = re.match(r"(?:local)?rule (\w+):", block)
+        if not m or m.group(1) == "all":
+            continue
+        res = re.search(r"resources: (.*)", block).group(1)
+        resources_ = dict(kv.split("=", 1) for kv in res.split(", "))
+        shell = re.search(r"Shell command: (.*)", block).group(1)
+        words = shlex.split(shell.split(" > ")[0])
+        args = {}
+        for w in words:
+            if w.startswith("--") and "=" in w:
+                k, v = w[2:].split("=", 1)
+                try:
+                    args[k] = json.loads(v)
+                except json.JSONDecodeError:
+                    args[k] = v
+        jobs.append({"rule": m.group(1), "resources": resources_, "shell": shell, "args": args})
+    return jobs
+
+
+@pytest.fixture(scope="module", params=list(PRESETS))
+def planned(request, tmp_path_factory):
+    return request.param, dry_run(request.param, tmp_path_factory.mktemp("dry"))
+
+
+def test_planned_jobs_resources_and_launch(planned):
+    preset, jobs = planned
+    counts = {}
+    for j in jobs:
+        counts[j["rule"]] = counts.get(j["rule"], 0) + 1
+    assert counts == PRESETS[preset]
+    for j in jobs:
+        if j["rule"] in GPU_RULES:
+            r = j["resources"]
+            assert (r["gpu"], r["cpus_per_gpu"], r["slurm_partition"]) == ("8", "8", "gpu")
+            assert int(r["mem_mb"]) >= 400_000 and int(r["runtime"]) >= 24 * 60
+            assert "tasks" not in r  # would become --ntasks-per-gpu and multiply the processes
+            assert j["shell"].startswith(f"torchrun --standalone --nnodes=1 --nproc_per_node={r['gpu']} -m vit.")
+            assert j["args"]["threads"] == 8
+        else:
+            assert "gpu" not in j["resources"], j["rule"]
+    # light rules run on the login node: a dry run prints no executor, so check the rule definitions
+    rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    for rule in LOCAL_RULES:
+        assert re.search(rf"rule {rule}:\n    localrule: True\n", rules), rule
+
+
+def _table3_row(model: str, dataset: str) -> dict:
+    for row in REF["pretrain_hparams"]["rows"]:
+        names = [n.strip() for n in row["models"].split(",")]
+        if model in names and row["dataset"] == dataset:
+            return row
+    raise KeyError(model)
+
+
+def test_pretraining_matches_table3_key_by_key(planned):
+    preset, jobs = planned
+    common = REF["pretrain_hparams"]["common"]
+    pre = [j["args"] for j in jobs if j["rule"] == "pretrain"]
+    assert bool(pre) == (preset == "configs/paper-i21k.yaml")
+    for a in pre:
+        assert (a["optimizer"], a["beta2"], a["batch_size"], a["warmup_steps"], a["img_size"]) == (
+            common["optimizer"].lower(), common["adam_beta2"], common["batch_size"], common["warmup_steps"],
+            common["resolution"])
+        assert a["grad_clip"] == common["grad_clip_global_norm"]["value"]
+        name = a["model_args"]["name"]
+        if name.startswith("ViT"):
+            row = _table3_row(name, "ImageNet-21k")
+            assert (a["lr"], a["schedule"], a["weight_decay"]) == (row["base_lr"], row["decay"], row["weight_decay"])
+            epochs = row["epochs"] if isinstance(row["epochs"], list) else [row["epochs"]]
+            assert a["epochs"] in epochs
+            assert a["model_args"]["proj_drop_rate"] == a["model_args"]["pos_drop_rate"] == row["dropout"]
+            assert a["model_args"]["head"] == "tanh_mlp"
+        else:  # no ImageNet-21k row for ResNets: the JFT-300M learning rate, ImageNet-21k's decay (named departure)
+            jft, _ = recipes.pretrain(name, "JFT-300M")
+            assert a["lr"] == jft["lr"] and a["weight_decay"] == 0.03 and a["epochs"] == 90
+
+
+def test_finetuning_matches_table4_key_by_key(planned):
+    preset, jobs = planned
+    common = REF["finetune_hparams"]["common"]
+    fine = [j["args"] for j in jobs if j["rule"] == "finetune"]
+    assert fine
+    for a in fine:
+        assert (a["optimizer"], a["momentum"], a["batch_size"], a["schedule"], a["weight_decay"], a["grad_clip"]) == (
+            common["optimizer"].lower(), common["momentum"], common["batch_size"], common["lr_decay"],
+            common["weight_decay"], common["grad_clip_global_norm"])
+        assert a["resolutions"] == [common["resolution"]]
+        assert set(a["tasks"]) == set(REF["finetune_hparams"]["per_dataset"]) - {"vtab"}
+        for task, row in REF["finetune_hparams"]["per_dataset"].items():
+            if task == "vtab":
+                continue
+            t = a["per_task"][task]
+            assert t["steps"] == row["steps"]
+            assert t.get("lr_grid", a["lr_grid"]) == row["lr_grid"]
+            assert t["dev_fraction"] == row["dev_split_fraction"]
+        imagenet = a["per_task"]["imagenet"]
+        if preset == "configs/paper-transfer.yaml":  # Table 2's ImageNet fine-tune
+            extras = REF["finetune_hparams"]["table2_imagenet_extras"]
+            assert imagenet["resolutions"] == [extras["resolution"]["ViT-L/16"]]
+            assert imagenet["polyak"] == extras["polyak_averaging_factor"]
+        else:  # Table 5: 384 px, no Polyak averaging
+            assert "resolutions" not in imagenet and "polyak" not in imagenet
+
+
+def test_cost_estimate_follows_the_plan():
+    config = yaml.safe_load((REPO / "configs" / "paper-i21k.yaml").read_text())
+    rows = cost.plan(config)
+    pre = [r for r in rows if r["stage"] == "pretrain"]
+    assert len(pre) == 6 and all(r["images"] == round(90 * 14197122 / 4096) * 4096 for r in pre)
+    # 5 tasks x (3 seeds + 4 dev runs) x steps x 512 per upstream checkpoint
+    ft = [r for r in rows if r["stage"] == "finetune" and r["model"] == "vit_l16"]
+    assert sum(r["images"] for r in ft) == 7 * 512 * (20000 + 10000 + 10000 + 500 + 500)
+    df = cost.estimate({**config, "finetune": {**config["finetune"], "tasks": ["pets"]}}, "h100", 0.4)
+    l16 = df[(df.model == "vit_l16") & (df.stage == "pretrain")].iloc[0]
+    # ViT-L/16 at 224 px: FACTS.md sec. 2a gives 123.1 forward GFLOPs; training = forward + backward = 3x
+    assert l16.train_gflops_per_img == pytest.approx(3 * 123.1, rel=0.01)
