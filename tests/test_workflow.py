@@ -77,6 +77,7 @@ def test_smoke_preset_end_to_end(tmp_path):
     table2 = (tmp_path / "reports" / "table2.md").read_text()
     assert "| ViT-L/16 " in table2 and "| JFT-300M " in table2 and "87.76 ± 0.03" in table2 and "(paper)" in table2
     assert "## VTAB-style aggregate" in report and "figures/size_ladder.png" in report
+    assert "resampled in 2D: bicubic (timm's bicubic with antialias)" in report  # the interpolation used
     for fig in ("transfer", "size_ladder", "resolution", "compute", "pretrain_curves"):
         png = tmp_path / "reports" / "figures" / f"{fig}.png"
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000, fig
@@ -85,3 +86,33 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert "Nothing to be done" in smk(tmp_path, configfile=REPO / "configs" / "smoke.yaml").stderr
     smk(tmp_path, "--report", "report.html", configfile=REPO / "configs" / "smoke.yaml")
     assert (tmp_path / "report.html").stat().st_size > 50_000
+
+
+def test_released_weights_preset_end_to_end(tmp_path):
+    """A paper-transfer-style preset at laptop scale: released weights (a timm tag, imported from a
+    local file in the hub's format), Table 4's dev-split learning-rate choice, through to the report."""
+    import safetensors.torch
+    import timm
+
+    hub = timm.create_model("vit_tiny_patch16_224", num_classes=21843)
+    safetensors.torch.save_file(hub.state_dict(), tmp_path / "vit_tiny.safetensors")
+    config = {
+        "seeds": [0],
+        "datasets": {"digits": {"source": "digits", "group": "natural", "label": "Digits", "train": 200, "val": 50,
+                                "test": 200}},
+        "models": {"vitt": {"arch": "timm", "name": "vit_tiny_patch16_224", "label": "ViT-Ti/16",
+                            "paper_row": "ViT-L/16_I21k"}},
+        "pretrain": {"train": {}, "released": {"vitt": {"in21k": {
+            "weights": "vit_tiny_patch16_224.augreg_in21k", "file": str(tmp_path / "vit_tiny.safetensors"),
+            "label": "ImageNet-21k (released)", "examples": 14197122}}}},
+        "finetune": {"tasks": ["digits"], "resolutions": [32], "lr_grid": [0.003, 0.03], "dev_fraction": 0.2,
+                     "per_task": {"digits": {"steps": 4}},
+                     "train": {"optimizer": "sgd", "batch_size": 32, "train_split": "train+val", "test_split": "test",
+                               "save_checkpoint": False, "ckpt_every": 0}},
+    }
+    (tmp_path / "transfer.yaml").write_text(yaml.safe_dump(config))
+    smk(tmp_path, configfile=tmp_path / "transfer.yaml")
+    runs = pd.read_parquet(tmp_path / "results" / "eval" / "runs.parquet")
+    assert list(runs.upstream) == ["in21k"] and runs.steps.tolist() == [4]
+    assert (tmp_path / "results" / "finetune" / "vitt" / "in21k" / "digits" / "r32_dev" / "lr0.03").is_dir()
+    assert "ImageNet-21k (released)" in (tmp_path / "reports" / "report.md").read_text()

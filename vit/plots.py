@@ -40,7 +40,9 @@ def size_ladder(summary: pd.DataFrame, resolution: int, path) -> None:
     scores = per_seed_mean(summary[summary.resolution == resolution])
     pre = scores[scores.upstream != "scratch"].sort_values("upstream_rank")
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    sns.pointplot(data=pre, x="upstream_label", y="top1", hue="model_label", errorbar="sd", dodge=0.2,
+    # seaborn divides the dodge by (models - 1)
+    sns.pointplot(data=pre, x="upstream_label", y="top1", hue="model_label", errorbar="sd",
+                  dodge=0.2 if pre.model_label.nunique() > 1 else False,
                   markers="o", ax=ax, order=list(dict.fromkeys(pre.upstream_label)))
     scratch = scores[scores.upstream == "scratch"].groupby("model_label")["top1"].mean()
     palette = dict(zip(pre.model_label.unique(), sns.color_palette()))
@@ -69,6 +71,9 @@ def resolution(summary: pd.DataFrame, upstream: str, upstream_label: str, path) 
 def compute(scores: pd.DataFrame, path) -> None:
     """Paper Fig. 5: transfer accuracy against pre-training compute, per model family."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    scores = scores[scores.pretrain_pflops > 0]
+    if scores.empty:
+        return _nothing(fig, ax, path, "no pre-training runs in this preset (released weights only)")
     sns.lineplot(data=scores, x="pretrain_pflops", y="top1", hue="model_label", style="model_label",
                  markers=True, dashes=False, errorbar="sd", ax=ax)
     ax.set_xscale("log")
@@ -81,9 +86,18 @@ def compute(scores: pd.DataFrame, path) -> None:
 def pretrain_curves(curves: pd.DataFrame, path) -> None:
     """Pre-training loss of every run (train loss, EMA) against images seen."""
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    if curves.empty:
+        return _nothing(fig, ax, path, "no pre-training runs in this preset (released weights only)")
     d = pd.DataFrame({"images_seen": curves.images_seen, "loss": curves.loss, "model": curves.model_label,
                       "pre-trained on": curves.upstream_label})
     sns.lineplot(data=d, x="images_seen", y="loss", hue="model", style="pre-trained on", ax=ax)
     ax.set(xlabel="images seen", ylabel="training loss (EMA)", title="Pre-training curves")
     ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _nothing(fig, ax, path, why: str) -> None:
+    """A figure the report links to, saying why it has no data in this preset."""
+    ax.axis("off")
+    ax.text(0.5, 0.5, why, ha="center", va="center")
     _save(fig, path)

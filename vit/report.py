@@ -53,7 +53,25 @@ def pretrain_table(paths: list[str], config: dict) -> tuple[pd.DataFrame, pd.Dat
                      "env": json.dumps(s["env"], sort_keys=True)})
         curves += [{**base, "images_seen": h["step"] * s["config"]["batch_size"], "loss": h["loss"]}
                    for h in s["history"] if h["split"] == "train"]
-    return _label(pd.DataFrame(rows), config), _label(pd.DataFrame(curves), config)
+    # a preset that only fine-tunes released weights has no pre-training runs: empty tables, same columns
+    rows_df = pd.DataFrame(rows, columns=PRETRAIN_COLUMNS)
+    curves_df = pd.DataFrame(curves, columns=["model", "upstream", "images_seen", "loss"])
+    return _label(rows_df, config), _label(curves_df, config)
+
+
+PRETRAIN_COLUMNS = ["model", "upstream", "pretrain_images_seen", "pretrain_steps", "pretrain_flops", "pretrain_time_s",
+                    "pretrain_threads", "upstream_val_top1", "params_backbone", "fwd_flops_per_img", "env"]
+
+
+POSEMB_INTERP_TEXT = {"bicubic": "timm's bicubic with antialias",
+                      "bilinear_corners": "the original code's corner-aligned linear zoom, scipy zoom(order=1)"}
+
+
+def upstreams(config: dict) -> list[str]:
+    """Upstream sets of the preset, smallest first: pre-trained on here, or behind released weights."""
+    names = set(config["pretrain"].get("epochs", {})) | {u for ups in config["pretrain"].get("released", {}).values()
+                                                         for u in ups}
+    return sorted(names, key=lambda u: config["datasets"][u]["train"])
 
 
 def _label(df: pd.DataFrame, config: dict) -> pd.DataFrame:
@@ -130,7 +148,7 @@ def paper_groups(reference: dict) -> pd.DataFrame:
 def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, config: dict) -> str:
     """The paper's Table 2, mirrored: our models pre-trained on the largest upstream set and fine-tuned
     at the highest resolution, then the paper's rows for the models ours stand in for."""
-    largest = max(config["pretrain"]["epochs"], key=lambda u: config["datasets"][u]["train"])
+    largest = upstreams(config)[-1]
     res = max(config["finetune"]["resolutions"])
     ours = summary[(summary.upstream == largest) & (summary.resolution == res)]
     tasks = config["finetune"]["tasks"]
@@ -148,8 +166,10 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
     lines = [
         "# Table 2, mirrored",
         "",
-        f"**Ours** (this run): pre-trained on {up['label']} (our stand-in for {up.get('stands_for', '?')}), "
-        f"fine-tuned at {res} px; test top-1 in %, mean ± sd over {ours.seed.nunique()} fine-tuning seeds. "
+        (f"**Ours** (this run): fine-tuned from released weights pre-trained on {up['label']} (not by this run), "
+         if up.get("source") == "released" else
+         f"**Ours** (this run): pre-trained on {up['label']} (our stand-in for {up.get('stands_for', '?')}), ")
+        + f"fine-tuned at {res} px; test top-1 in %, mean ± sd over {ours.seed.nunique()} fine-tuning seeds. "
         "Compute is measured on this machine (training steps only).",
         "",
         pd.DataFrame(rows).to_markdown(index=False),
@@ -197,7 +217,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
     reports = Path(cfg.reports)
     figs = reports / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    largest = max(config["pretrain"]["epochs"], key=lambda u: config["datasets"][u]["train"])
+    largest = upstreams(config)[-1]
     hi, lo = max(config["finetune"]["resolutions"]), min(config["finetune"]["resolutions"])
     pre_res = config["pretrain"]["train"].get("img_size", 32)
 
@@ -229,13 +249,18 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
     n_seeds = summary.seed.nunique()
     n_scratch = int((summary.upstream == "scratch").sum())
     chance = summary.groupby("task").num_classes.first().map(lambda k: f"{100 / k:.1f} %")
+    modes = sorted(m for m in summary.posemb_interp.unique() if m)
+    interp = ", ".join(f"{m} ({POSEMB_INTERP_TEXT[m]})" for m in modes) or "none needed"
+    released = [u for u in upstreams(config) if datasets[u].get("source") == "released"]
     lines = [
         "# Results: ViT vs BiT vs EfficientNet at laptop scale",
         "",
-        f"Reproduces the design of Dosovitskiy et al. (2021): {len(pretrain)} pre-training runs on upstream sets "
-        f"of growing size ({', '.join(datasets[u]['label'] + ' ~ ' + datasets[u].get('stands_for', '?') for u in sorted(config['pretrain']['epochs'], key=lambda u: datasets[u]['train']))}), "
+        f"Reproduces the design of Dosovitskiy et al. (2021): {len(pretrain)} pre-training runs"
+        + (f" and released weights ({', '.join(datasets[u]['label'] for u in released)}, not trained here)"
+           if released else "") + " on upstream sets "
+        f"of growing size ({', '.join(datasets[u]['label'] + ' ~ ' + datasets[u].get('stands_for', '?') for u in upstreams(config))}), "
         f"each fine-tuned on {len(config['finetune']['tasks'])} downstream tasks at {lo} px (the pre-training "
-        f"resolution) and {hi} px (position embeddings resampled in 2D), {n_seeds} seeds each: "
+        f"resolution) and {hi} px (position embeddings resampled in 2D: {interp}), {n_seeds} seeds each: "
         f"{len(summary) - n_scratch} fine-tuned runs, plus {n_scratch} runs of the same architectures trained "
         f"from scratch with the same budget. Numbers are test top-1 in %, mean ± sd over seeds "
         f"(n = {n_seeds} unless stated). Chance level: "
