@@ -142,6 +142,8 @@ def _resume(path: Path, model, opt, ema, metrics_path: Path, main: bool) -> tupl
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])  # dropout and stochastic depth continue as if uninterrupted
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
     if ema is not None:
         ema.module.load_state_dict(state["ema"])
     step = state["step"]
@@ -209,6 +211,7 @@ def train(cfg: Config) -> dict:
         return [data.train_batch(x_train, y_train, step, cfg.batch_size, cfg.seed, cfg.augment, part=p)
                 for p in parts]
 
+    ckpt_time, ckpt_saves = 0.0, 0  # the cost of resumability, reported in summary.json
     streamed = isinstance(x_train, data.Streamed)
     prefetch = concurrent.futures.ThreadPoolExecutor(1) if streamed else None
     next_batches = None
@@ -265,10 +268,16 @@ def train(cfg: Config) -> dict:
             history.append({"step": step + 1, "split": cfg.val_split, "loss": result["loss"], "top1": result["top1"]})
             model.train()
         if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and step + 1 < total:
+            t_save = time.perf_counter()
+            # the schedule is a pure function of (step, config) and batches of (seed, step): step restores both
             save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
                                     "train_time_s": train_time, "timed_images": timed_images,
                                     "rng": torch.get_rng_state(), "loss_ema": loss_ema,
-                                    "ema": ema.module.state_dict() if ema is not None else None})
+                                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                                    "ema": ema.module.state_dict() if ema is not None else None,
+                                    "config": dataclasses.asdict(cfg), "config_hash": chash})
+            ckpt_time += time.perf_counter() - t_save
+            ckpt_saves += 1
     bar.close()
     if prefetch is not None:
         prefetch.shutdown()
@@ -297,6 +306,7 @@ def train(cfg: Config) -> dict:
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
         "processes": dist.world, "accum_steps": cfg.accum_steps, "micro_batch": micro,
+        "checkpoint_time_s": ckpt_time, "checkpoints_saved": ckpt_saves,
         "env": environment(), **cfg.tags,
     }
     if cfg.save_checkpoint:
