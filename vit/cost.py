@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from vit import cli, optim
+from vit import cli, models, optim
 
 # dense bf16 tensor-core peaks (FLOP/s): NVIDIA H100 SXM and A100 SXM datasheets; TPUv3 per core (paper)
 PEAKS = {"h100": 989e12, "a100": 312e12, "tpuv3": 61.5e12}
@@ -33,7 +33,7 @@ class Config:
 def _flops_per_image(spec: dict, res: int, classes: int, cache: dict) -> float:
     import torch
 
-    from vit import flops, models
+    from vit import flops
 
     key = (repr(sorted(spec.items())), res, classes)
     if key not in cache:
@@ -45,9 +45,9 @@ def _flops_per_image(spec: dict, res: int, classes: int, cache: dict) -> float:
 
 def plan(config: dict) -> list[dict]:
     """One row per planned training job: stage, model, upstream, task, resolution, runs, images."""
-    datasets, models = config.get("datasets", {}), config.get("models", {})
+    datasets = config.get("datasets", {})
     pre, ft = config.get("pretrain", {}), config.get("finetune", {})
-    spec = {m: {k: v for k, v in s.items() if k not in ("label", "paper_row")} for m, s in models.items()}
+    spec = {m: {k: v for k, v in s.items() if k not in ("label", "paper_row")} for m, s in config["models"].items()}
     rows = []
     for model, ups in pre.get("runs", {}).items():
         for up in ups:
@@ -62,8 +62,6 @@ def plan(config: dict) -> list[dict]:
     upstreams += [(m, "scratch") for m in ft.get("from_scratch", [])]
     seeds = len(config.get("seeds", [0]))
     for model, up in upstreams:
-        from vit.models import transfer_spec
-
         for task in ft.get("tasks", []):
             over = dict(ft.get("per_task", {}).get(task, {}))
             s = dict(ft["train"], **{k: v for k, v in over.items() if k not in ("resolutions", "lr_grid", "dev_fraction")})
@@ -75,7 +73,7 @@ def plan(config: dict) -> list[dict]:
             for res in over.get("resolutions", ft.get("resolutions", [])):
                 rows.append({"stage": "finetune", "model": model, "upstream": up, "task": task, "resolution": res,
                              "runs": runs, "images": runs * steps * s["batch_size"],
-                             "spec": transfer_spec(spec[model]), "classes": datasets.get(task, {}).get("classes", 1000)})
+                             "spec": models.transfer_spec(spec[model]), "classes": datasets.get(task, {}).get("classes", 1000)})
     return rows
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 from vit import cli, models
 from vit.logs import environment, save_torch, sha256_file, write_json
