@@ -116,3 +116,43 @@ def test_released_weights_preset_end_to_end(tmp_path):
     assert list(runs.upstream) == ["in21k"] and runs.steps.tolist() == [4]
     assert (tmp_path / "results" / "finetune" / "vitt" / "in21k" / "digits" / "r32_dev" / "lr0.03").is_dir()
     assert "ImageNet-21k (released)" in (tmp_path / "reports" / "report.md").read_text()
+
+
+def test_killed_training_job_is_retried_by_snakemake_and_resumes(tmp_path):
+    """What a SLURM time limit does to a pre-training job: the process dies (SIGKILL) after saving
+    state, Snakemake deletes the job's outputs and retries it (`retries`), and the retry continues
+    from the state file, which is not a declared output and so survives the cleanup."""
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    cfg = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
+    cfg["pretrain"]["epochs"]["shapes_l"] = 40  # 620 steps of the micro ViT: long enough to kill mid-way
+    (tmp_path / "long.yaml").write_text(yaml.safe_dump(cfg))
+    target = "results/pretrain/vit/shapes_l/checkpoint.pt"
+    cmd = SNAKEMAKE + ["-d", str(tmp_path), "--cores", "2", "--configfile", str(tmp_path / "long.yaml"),
+                       "--retries", "1", target]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    run_dir = tmp_path / "results" / "pretrain" / "vit" / "shapes_l"
+    deadline = time.time() + 300
+    while not list(run_dir.glob("state-*.pt")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    pids = [int(p.parent.name) for p in Path("/proc").glob("[0-9]*/cmdline")  # the job's python (no pgrep needed)
+            if _reads(p).startswith(b"python") and b"vit.train\0--data=results/data/shapes_l\0--out=results/pretrain/vit/"
+            b"shapes_l" in _reads(p)]
+    assert pids, "the training process was not found running"
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    log = (tmp_path / "results" / "logs" / "pretrain" / "vit-shapes_l.log").read_text()
+    assert "resuming" in log and (run_dir / "summary.json").exists()
+    assert not list(run_dir.glob("state-*.pt"))
+
+
+def _reads(path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:  # the process ended while we looked
+        return b""
