@@ -141,7 +141,7 @@ def test_finetuning_matches_table4_key_by_key(planned):
 
 def test_cost_estimate_follows_the_plan():
     config = yaml.safe_load((REPO / "configs" / "paper-i21k.yaml").read_text())
-    rows = cost.plan(config)
+    rows = cost.jobs(config)
     pre = [r for r in rows if r["stage"] == "pretrain"]
     assert len(pre) == 6 and all(r["images"] == round(90 * 14197122 / 4096) * 4096 for r in pre)
     # 5 tasks x (3 seeds + 4 dev runs) x steps x 512 per upstream checkpoint

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from vit import cli, models, optim
+from vit import cli, finetune, models, optim, plan, train
 
 # dense bf16 tensor-core peaks (FLOP/s): NVIDIA H100 SXM and A100 SXM datasheets; TPUv3 per core (paper)
 PEAKS = {"h100": 989e12, "a100": 312e12, "tpuv3": 61.5e12}
@@ -43,37 +43,33 @@ def _flops_per_image(spec: dict, res: int, classes: int, cache: dict) -> float:
     return cache[key]
 
 
-def plan(config: dict) -> list[dict]:
-    """One row per planned training job: stage, model, upstream, task, resolution, runs, images."""
+def jobs(config: dict) -> list[dict]:
+    """One row per planned training job: stage, model, upstream, task, resolution, runs, images.
+    Settings come from the same code the workflow and vit.finetune use (vit.plan, task_settings)."""
     datasets = config.get("datasets", {})
-    pre, ft = config.get("pretrain", {}), config.get("finetune", {})
-    spec = {m: {k: v for k, v in s.items() if k not in ("label", "paper_row")} for m, s in config["models"].items()}
     rows = []
-    for model, ups in pre.get("runs", {}).items():
-        for up in ups:
-            s = dict(pre["train"], epochs=pre["epochs"][up], **pre.get("per_model", {}).get(model, {}))
-            n = datasets[up].get("train", 0)
-            steps = optim.to_steps(s.get("epochs", 0), s.get("steps", 0), n, s["batch_size"])
-            rows.append({"stage": "pretrain", "model": model, "upstream": up, "task": up, "resolution": s["img_size"],
-                         "runs": 1, "images": steps * s["batch_size"], "spec": spec[model],
-                         "classes": datasets[up].get("classes", 1000)})
-    upstreams = [(m, up) for m, ups in pre.get("runs", {}).items() for up in ups]
-    upstreams += [(m, up) for m, ups in pre.get("released", {}).items() for up in ups]
-    upstreams += [(m, "scratch") for m in ft.get("from_scratch", [])]
-    seeds = len(config.get("seeds", [0]))
-    for model, up in upstreams:
-        for task in ft.get("tasks", []):
-            over = dict(ft.get("per_task", {}).get(task, {}))
-            s = dict(ft["train"], **{k: v for k, v in over.items() if k not in ("resolutions", "lr_grid", "dev_fraction")})
-            grid = over.get("lr_grid", ft.get("lr_grid", []))
-            runs = seeds + (len(grid) if len(grid) > 1 else 0)
-            steps = s.get("steps") or 0
-            if not steps:
+    for model, up in plan.pretrain_runs(config):
+        s = train.Config(**plan.pretrain_settings(config, model, up))
+        steps = optim.to_steps(s.epochs, s.steps, datasets[up].get("train", 0), s.batch_size)
+        rows.append({"stage": "pretrain", "model": model, "upstream": up, "task": up, "resolution": s.img_size,
+                     "runs": 1, "images": steps * s.batch_size, "spec": plan.model_spec(config, model),
+                     "classes": datasets[up].get("classes", 1000)})
+    if "finetune" not in config:
+        return rows
+    grid = plan.finetune_grid(config)
+    shared = finetune.Config(**{k: v for k, v in grid.items() if k != "seeds"})
+    for model, up in plan.finetune_runs(config):
+        for task in grid["tasks"]:
+            s, task_grid = finetune.task_settings(shared, train.Config(**config["finetune"]["train"]), task)
+            if not s.steps:
                 raise cli.ConfigError(f"{task}: cost estimates need fine-tuning `steps` (epochs depend on data size)")
-            for res in over.get("resolutions", ft.get("resolutions", [])):
+            # vit.finetune: one dev run per rate when a grid is chosen from, then every seed
+            runs = len(grid["seeds"]) + (len(task_grid["lr_grid"]) if len(task_grid["lr_grid"]) > 1 else 0)
+            for res in task_grid["resolutions"]:
                 rows.append({"stage": "finetune", "model": model, "upstream": up, "task": task, "resolution": res,
-                             "runs": runs, "images": runs * steps * s["batch_size"],
-                             "spec": models.transfer_spec(spec[model]), "classes": datasets.get(task, {}).get("classes", 1000)})
+                             "runs": runs, "images": runs * s.steps * s.batch_size,
+                             "spec": models.transfer_spec(plan.model_spec(config, model)),
+                             "classes": datasets.get(task, {}).get("classes", 1000)})
     return rows
 
 
@@ -83,7 +79,7 @@ def estimate(config: dict, device: str, mfu: float):
     if device not in PEAKS:
         raise cli.ConfigError(f"--device={device!r}: expected one of {', '.join(PEAKS)}")
     cache: dict = {}
-    rows = plan(config)
+    rows = jobs(config)
     for r in rows:
         r["train_gflops_per_img"] = _flops_per_image(r.pop("spec"), r["resolution"], r.pop("classes"), cache) / 1e9
         r["exaflops"] = r["train_gflops_per_img"] * 1e9 * r["images"] / 1e18

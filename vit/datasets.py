@@ -191,13 +191,14 @@ def real_labels(path: str | None = None) -> list[list[int]]:
 def real_top1(predictions, filenames: list[str], labels: list[list[int]] | None = None) -> dict:
     """ReaL top-1: a prediction is correct if it is in the image's label set; images with an empty
     set are left out of numerator and denominator. Files are matched by their basename
-    ILSVRC2012_val_XXXXXXXX.JPEG (entry i of the label file is image i + 1)."""
+    ILSVRC2012_val_<8-digit image number>.JPEG, e.g. ILSVRC2012_val_00000001.JPEG
+    (entry i of the label file is image i + 1)."""
     labels = real_labels() if labels is None else labels
     correct = scored = 0
     for pred, name in zip(np.asarray(predictions).tolist(), filenames):
         stem = Path(name).name
         if not stem.startswith("ILSVRC2012_val_"):
-            raise DataError(f"{name}: not an ImageNet validation file name (ILSVRC2012_val_XXXXXXXX.JPEG)")
+            raise DataError(f"{name}: not an ImageNet validation file name (expected ILSVRC2012_val_<8 digits>.JPEG)")
         real = labels[int(stem[15:23]) - 1]
         if real:
             scored += 1

@@ -51,13 +51,20 @@ class Config:
 GRID_KEYS = ("resolutions", "lr_grid", "dev_fraction")  # per_task keys that are not training settings
 
 
+def check_settings(settings: dict) -> None:
+    """Training settings from a file or per_task, checked like command-line ones: an unknown key or a
+    wrong type is an error that names it."""
+    cli.parse(train.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in settings.items()])
+
+
 def task_settings(cfg: Config, train_cfg: train.Config, task: str) -> tuple[train.Config, dict]:
     """The training settings of `task` and its grid (resolutions, lr_grid, dev_fraction)."""
     over = dict(cfg.per_task.get(task, {}))
     grid = {"resolutions": cfg.resolutions, "lr_grid": cfg.lr_grid, "dev_fraction": cfg.dev_fraction}
     grid.update({k: over.pop(k) for k in GRID_KEYS if k in over})
-    # checked like command-line settings: a misspelt per_task key is an error that names it
-    cli.parse(train.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in over.items()])
+    check_settings(over)
+    if not grid["resolutions"]:
+        raise cli.ConfigError(f"task {task}: no fine-tuning resolution (give --resolutions or per_task resolutions)")
     if len(grid["lr_grid"]) > 1 and not 0 < grid["dev_fraction"] < 1:
         raise cli.ConfigError(f"task {task}: lr_grid {grid['lr_grid']} needs dev_fraction in (0, 1) to hold out "
                               f"a dev split for the choice (Table 4: 0.01 ImageNet, 0.02 CIFAR, 0.1 Pets/Flowers)")
@@ -76,8 +83,9 @@ def dev_splits(split: str, fraction: float) -> tuple[str, str]:
 def _run(run: train.Config) -> dict:
     """Train one run, or read its summary when it already finished with the same settings."""
     done = Path(run.out) / "summary.json"
-    if done.exists() and read_json(done).get("config_hash") == train.run_hash(run):
-        return read_json(done)
+    finished = read_json(done) if done.exists() else {}
+    if finished.get("config_hash") == train.run_hash(run):
+        return finished
     # under torchrun only rank 0 returns the summary; it wrote it before the run's final barrier
     return train.train(run) or read_json(done)
 
@@ -89,7 +97,7 @@ def select_lr(base: train.Config, grid: dict, seed: int) -> tuple[float, dict]:
     scores = {}
     for lr in grid["lr_grid"]:
         run = dataclasses.replace(base, lr=float(lr), seed=seed, train_split=fit, test_split=dev, val_split="",
-                                  out=str(Path(base.out).parent / f"{Path(base.out).name}_dev" / f"lr{lr:g}"),
+                                  out=f"{base.out}_dev/lr{lr:g}",
                                   tags=dict(base.tags, stage="lr_selection"))
         summary = _run(run)
         scores[f"{lr:g}"] = summary["eval"][dev]["top1"]
@@ -99,11 +107,11 @@ def select_lr(base: train.Config, grid: dict, seed: int) -> tuple[float, dict]:
 
 
 def finetune(cfg: Config, train_cfg: train.Config) -> list[dict]:
-    if not cfg.out or not cfg.tasks or not cfg.seeds or not (cfg.resolutions or cfg.per_task):
-        raise cli.ConfigError("--out, --tasks, --resolutions and --seeds are required")
+    if not cfg.out or not cfg.tasks or not cfg.seeds:
+        raise cli.ConfigError("--out, --tasks and --seeds are required (and --resolutions or per_task resolutions)")
     if cfg.settings_file:
         chosen = read_json(cfg.settings_file)["settings"]
-        cli.parse(train.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in chosen.items()])
+        check_settings(chosen)
         train_cfg = dataclasses.replace(train_cfg, **chosen)
     model_args = cfg.model_args
     if cfg.init:

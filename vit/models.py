@@ -159,6 +159,13 @@ def load_pretrained(model: torch.nn.Module, checkpoint: dict, interp: str = "bic
     return info
 
 
+def checkpoint(model: torch.nn.Module, model_args: dict, num_classes: int, img_size: int, config: dict) -> dict:
+    """The checkpoint.pt format that fine-tuning reads (`load_pretrained`): weights on CPU, the spec that
+    rebuilds the model, its class count, resolution and patch grid, and how it was made."""
+    return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_args": model_args,
+            "num_classes": num_classes, "img_size": img_size, "grid_size": grid_size(model), "config": config}
+
+
 def num_params(model: torch.nn.Module, exclude_head: bool = False) -> int:
     skip = head_parameter_names(model) if exclude_head else set()
     return sum(p.numel() for n, p in model.named_parameters() if n not in skip)

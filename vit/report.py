@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from vit import cli, plots
+from vit import cli, plan, plots
 from vit.logs import atomic_write_bytes, read_json
 
 PAPER_COLUMNS = {"imagenet": "ImageNet", "imagenet_real": "ImageNet ReaL", "cifar10": "CIFAR-10",
@@ -40,6 +40,10 @@ class Config:
 
 
 # ----------------------------------------------------------------------------- tidy tables
+PRETRAIN_COLUMNS = ["model", "upstream", "pretrain_images_seen", "pretrain_steps", "pretrain_flops", "pretrain_time_s",
+                    "pretrain_threads", "upstream_val_top1", "params_backbone", "fwd_flops_per_img", "env"]
+
+
 def pretrain_table(paths: list[str], config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows, curves = [], []
     for path in paths:
@@ -54,24 +58,12 @@ def pretrain_table(paths: list[str], config: dict) -> tuple[pd.DataFrame, pd.Dat
         curves += [{**base, "images_seen": h["step"] * s["config"]["batch_size"], "loss": h["loss"]}
                    for h in s["history"] if h["split"] == "train"]
     # a preset that only fine-tunes released weights has no pre-training runs: empty tables, same columns
-    rows_df = pd.DataFrame(rows, columns=PRETRAIN_COLUMNS)
-    curves_df = pd.DataFrame(curves, columns=["model", "upstream", "images_seen", "loss"])
-    return _label(rows_df, config), _label(curves_df, config)
-
-
-PRETRAIN_COLUMNS = ["model", "upstream", "pretrain_images_seen", "pretrain_steps", "pretrain_flops", "pretrain_time_s",
-                    "pretrain_threads", "upstream_val_top1", "params_backbone", "fwd_flops_per_img", "env"]
+    return (_label(pd.DataFrame(rows, columns=PRETRAIN_COLUMNS), config),
+            _label(pd.DataFrame(curves, columns=["model", "upstream", "images_seen", "loss"]), config))
 
 
 POSEMB_INTERP_TEXT = {"bicubic": "timm's bicubic with antialias",
                       "bilinear_corners": "the original code's corner-aligned linear zoom, scipy zoom(order=1)"}
-
-
-def upstreams(config: dict) -> list[str]:
-    """Upstream sets of the preset, smallest first: pre-trained on here, or behind released weights."""
-    names = set(config["pretrain"].get("epochs", {})) | {u for ups in config["pretrain"].get("released", {}).values()
-                                                         for u in ups}
-    return sorted(names, key=lambda u: config["datasets"][u]["train"])
 
 
 def _label(df: pd.DataFrame, config: dict) -> pd.DataFrame:
@@ -148,7 +140,7 @@ def paper_groups(reference: dict) -> pd.DataFrame:
 def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, config: dict) -> str:
     """The paper's Table 2, mirrored: our models pre-trained on the largest upstream set and fine-tuned
     at the highest resolution, then the paper's rows for the models ours stand in for."""
-    largest = upstreams(config)[-1]
+    largest = plan.upstreams(config)[-1]
     res = max(config["finetune"]["resolutions"])
     ours = summary[(summary.upstream == largest) & (summary.resolution == res)]
     tasks = config["finetune"]["tasks"]
@@ -217,7 +209,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
     reports = Path(cfg.reports)
     figs = reports / "figures"
     figs.mkdir(parents=True, exist_ok=True)
-    largest = upstreams(config)[-1]
+    largest = plan.upstreams(config)[-1]
     hi, lo = max(config["finetune"]["resolutions"]), min(config["finetune"]["resolutions"])
     pre_res = config["pretrain"]["train"].get("img_size", 32)
 
@@ -251,14 +243,14 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
     chance = summary.groupby("task").num_classes.first().map(lambda k: f"{100 / k:.1f} %")
     modes = sorted(m for m in summary.posemb_interp.unique() if m)
     interp = ", ".join(f"{m} ({POSEMB_INTERP_TEXT[m]})" for m in modes) or "none needed"
-    released = [u for u in upstreams(config) if datasets[u].get("source") == "released"]
+    released = [u for u in plan.upstreams(config) if datasets[u].get("source") == "released"]
     lines = [
         "# Results: ViT vs BiT vs EfficientNet at laptop scale",
         "",
         f"Reproduces the design of Dosovitskiy et al. (2021): {len(pretrain)} pre-training runs"
         + (f" and released weights ({', '.join(datasets[u]['label'] for u in released)}, not trained here)"
            if released else "") + " on upstream sets "
-        f"of growing size ({', '.join(datasets[u]['label'] + ' ~ ' + datasets[u].get('stands_for', '?') for u in upstreams(config))}), "
+        f"of growing size ({', '.join(datasets[u]['label'] + ' ~ ' + datasets[u].get('stands_for', '?') for u in plan.upstreams(config))}), "
         f"each fine-tuned on {len(config['finetune']['tasks'])} downstream tasks at {lo} px (the pre-training "
         f"resolution) and {hi} px (position embeddings resampled in 2D: {interp}), {n_seeds} seeds each: "
         f"{len(summary) - n_scratch} fine-tuned runs, plus {n_scratch} runs of the same architectures trained "

@@ -310,10 +310,8 @@ def train(cfg: Config) -> dict:
         "env": environment(), **cfg.tags,
     }
     if cfg.save_checkpoint:
-        save_torch(out / "checkpoint.pt", {"model": {k: v.cpu() for k, v in scored.state_dict().items()},
-                                           "model_args": cfg.model_args, "num_classes": manifest["num_classes"],
-                                           "img_size": cfg.img_size, "grid_size": models.grid_size(model),
-                                           "config": dataclasses.asdict(cfg)})
+        save_torch(out / "checkpoint.pt", models.checkpoint(scored, cfg.model_args, manifest["num_classes"],
+                                                            cfg.img_size, dataclasses.asdict(cfg)))
     write_json(out / "summary.json", summary)
     state_path.unlink(missing_ok=True)
     if dist.world > 1:

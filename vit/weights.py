@@ -70,10 +70,8 @@ def import_weights(cfg: Config) -> dict:
     num_classes = model.num_classes
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    save_torch(out / "checkpoint.pt", {
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_args": model_args,
-        "num_classes": num_classes, "img_size": img_size, "grid_size": models.grid_size(model),
-        "config": {"weights": cfg.weights, "file": cfg.file}})
+    save_torch(out / "checkpoint.pt", models.checkpoint(model, model_args, num_classes, img_size,
+                                                        {"weights": cfg.weights, "file": cfg.file}))
     summary = {"weights": cfg.weights, "architecture": arch, "tag": tag, "hf_hub_id": pc.get("hf_hub_id"),
                "file": cfg.file, "file_sha256": sha256_file(cfg.file) if cfg.file else None,
                "license": pc.get("license"), "img_size": img_size, "num_classes": num_classes,

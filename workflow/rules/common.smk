@@ -6,6 +6,7 @@ import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 
+from vit import plan  # what the config runs (shared with vit.cost and vit.report)
 from vit.cli import render  # dict -> shell-quoted `--key=value` words; vit.cli parses them back
 
 
@@ -22,8 +23,7 @@ if "vtab" in config:  # every VTAB-1k task becomes a dataset prepared from {data
 EXPERIMENT = "pretrain" in config and "finetune" in config  # the pre-train -> fine-tune grid
 # Released weights (pretrain.released: model -> upstream -> timm tag) are fine-tuned like our own
 # checkpoints; their upstream becomes a dataset entry (never prepared) so tables can label it.
-RELEASED = {(m, up): spec for m, ups in config.get("pretrain", {}).get("released", {}).items()
-            for up, spec in ups.items()}
+RELEASED = plan.released(config)
 for (_m, _up), _spec in RELEASED.items():
     config["datasets"].setdefault(_up, {"source": "released", "group": "upstream", "label": _spec.get("label", _up),
                                         "stands_for": _spec.get("label", _up), "train": _spec.get("examples", 0)})
@@ -77,9 +77,8 @@ _check_config()
 
 ENV = "../envs/vit.yaml"
 
-PRETRAIN_RUNS = [(m, up) for m, ups in config["pretrain"].get("runs", {}).items() for up in ups] if EXPERIMENT else []
-FINETUNE_RUNS = (PRETRAIN_RUNS + list(RELEASED) + [(m, "scratch") for m in config["finetune"].get("from_scratch", [])]
-                 if EXPERIMENT else [])
+PRETRAIN_RUNS = plan.pretrain_runs(config) if EXPERIMENT else []
+FINETUNE_RUNS = plan.finetune_runs(config) if EXPERIMENT else []
 
 
 def launch(wildcards, resources):
@@ -90,8 +89,7 @@ def launch(wildcards, resources):
 
 
 def model_spec(model):
-    """The model's timm spec, without the keys that only label it in reports."""
-    return {k: v for k, v in config["models"][model].items() if k not in ("label", "paper_row")}
+    return plan.model_spec(config, model)
 
 
 def prepare_args(wildcards):
@@ -108,8 +106,7 @@ def prepare_threads(wildcards):
 
 
 def pretrain_args(wildcards):
-    settings = dict(config["pretrain"]["train"], epochs=config["pretrain"]["epochs"][wildcards.upstream],
-                    **config["pretrain"].get("per_model", {}).get(wildcards.model, {}))
+    settings = plan.pretrain_settings(config, wildcards.model, wildcards.upstream)
     tags = {"model": wildcards.model, "upstream": wildcards.upstream, "stage": "pretrain"}
     return render(dict(settings, model=wildcards.model, model_args=model_spec(wildcards.model), tags=tags))
 
@@ -124,14 +121,12 @@ def finetune_inputs(wildcards):
 
 
 def finetune_args(wildcards, input):
-    grid = {"tasks": config["finetune"]["tasks"], "resolutions": config["finetune"]["resolutions"],
-            "seeds": config["seeds"]}
+    # tasks x resolutions x seeds, and Table 4's dev-split learning-rate choice and per-task settings
+    grid = plan.finetune_grid(config)
     if wildcards.upstream == "scratch":
         grid["model_args"] = model_spec(wildcards.model)
     else:
         grid["init"] = input.init
-    # Table 4: a learning-rate grid chosen on a dev split, and per-task steps / grids / resolutions
-    grid.update({k: config["finetune"][k] for k in ("lr_grid", "dev_fraction", "per_task") if k in config["finetune"]})
     return render(dict(grid, **config["finetune"]["train"]))
 
 

@@ -1,0 +1,51 @@
+"""What a config runs, in one place: the workflow (workflow/rules/common.smk), the cost estimate
+(vit.cost) and the report (vit.report) all read the plan from here. Plain dicts, no torch, so that
+Snakemake parses the workflow without importing it.
+"""
+from __future__ import annotations
+
+LABEL_KEYS = ("label", "paper_row")  # model keys that only label a model in tables
+
+
+def model_spec(config: dict, model: str) -> dict:
+    """The model's spec for vit.models.create, without the keys that only label it."""
+    return {k: v for k, v in config["models"][model].items() if k not in LABEL_KEYS}
+
+
+def pretrain_runs(config: dict) -> list[tuple[str, str]]:
+    """(model, upstream) pairs pre-trained here."""
+    return [(m, up) for m, ups in config.get("pretrain", {}).get("runs", {}).items() for up in ups]
+
+
+def released(config: dict) -> dict[tuple[str, str], dict]:
+    """(model, upstream) -> released weights spec (pretrain.released), fine-tuned instead of pre-trained."""
+    return {(m, up): spec for m, ups in config.get("pretrain", {}).get("released", {}).items()
+            for up, spec in ups.items()}
+
+
+def finetune_runs(config: dict) -> list[tuple[str, str]]:
+    """(model, upstream) pairs whose fine-tuning grid runs: our checkpoints, released weights, and the
+    from-scratch baselines (upstream "scratch")."""
+    return (pretrain_runs(config) + list(released(config))
+            + [(m, "scratch") for m in config.get("finetune", {}).get("from_scratch", [])])
+
+
+def upstreams(config: dict) -> list[str]:
+    """Upstream sets, pre-trained on here or behind released weights, smallest first."""
+    names = {up for _, up in pretrain_runs(config)} | {up for _, up in released(config)}
+    return sorted(names, key=lambda u: config["datasets"][u].get("train", 0))
+
+
+def pretrain_settings(config: dict, model: str, upstream: str) -> dict:
+    """vit.train settings of one pre-training run: pretrain.train, the upstream's epochs, then the
+    model's own values (pretrain.per_model: Table 3's per-model learning rates, epochs)."""
+    pre = config["pretrain"]
+    return dict(pre["train"], epochs=pre["epochs"][upstream], **pre.get("per_model", {}).get(model, {}))
+
+
+def finetune_grid(config: dict) -> dict:
+    """The vit.finetune settings shared by every fine-tuned checkpoint of the config (besides tasks)."""
+    ft = config["finetune"]
+    grid = {"tasks": ft["tasks"], "resolutions": ft["resolutions"], "seeds": config["seeds"]}
+    grid.update({k: ft[k] for k in ("lr_grid", "dev_fraction", "per_task") if k in ft})
+    return grid
