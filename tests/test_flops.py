@@ -28,7 +28,8 @@ def test_depthwise_conv_backward_is_not_overcounted():
 
 
 def test_account_arithmetic():
-    s = {"model": "vit", "upstream": "u", "config": {"img_size": 32, "seed": 0, "batch_size": 10, "threads": 2},
+    s = {"model": "vit", "upstream": "u", "num_classes": 10,
+         "config": {"img_size": 32, "seed": 0, "batch_size": 10, "threads": 2},
          "params": 1, "steps": 5, "images_seen": 50, "fwd_flops_per_img": 1e6, "train_flops_per_img": 3e6,
          "train_time_s": 1800.0, "img_per_s": 100.0, "env": {"device": "cpu"}, "peak_rss_mb": 1}
     row = account.run_row(s, "pretrain")

@@ -17,10 +17,11 @@ from vit import cost, recipes
 
 REF = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text())
 PRESETS = {"configs/paper-transfer.yaml": {"import_weights": 4, "prepare": 5, "finetune": 4, "evaluate": 1,
-                                           "account": 1, "report": 1},
+                                           "account": 1, "report": 1, "peak": 1, "inspect": 2},
            "configs/paper-i21k.yaml": {"prepare": 6, "pretrain": 6, "finetune": 6, "evaluate": 1, "account": 1,
-                                       "report": 1}}
+                                       "report": 1, "peak": 1, "inspect": 4}}
 GPU_RULES = ("pretrain", "finetune")
+ONE_GPU_RULES = ("peak", "inspect")  # the matmul peak of one GPU; Figs. 6-7 from one checkpoint
 LOCAL_RULES = ("import_weights", "evaluate", "account", "report")
 
 
@@ -73,6 +74,8 @@ def test_planned_jobs_resources_and_launch(planned):
             assert "tasks" not in r  # would become --ntasks-per-gpu and multiply the processes
             assert j["shell"].startswith(f"torchrun --standalone --nnodes=1 --nproc_per_node={r['gpu']} -m vit.")
             assert j["args"]["threads"] == 8
+        elif j["rule"] in ONE_GPU_RULES:
+            assert j["resources"]["gpu"] == "1" and j["shell"].startswith("python -m vit."), j["rule"]
         else:
             assert "gpu" not in j["resources"], j["rule"]
     # light rules run on the login node: a dry run prints no executor, so check the rule definitions

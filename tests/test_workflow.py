@@ -78,11 +78,25 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert "| ViT-L/16 " in table2 and "| JFT-300M " in table2 and "87.76 ± 0.03" in table2 and "(paper)" in table2
     assert "## VTAB-style aggregate" in report and "figures/size_ladder.png" in report
     assert "resampled in 2D: bicubic (timm's bicubic with antialias)" in report  # the interpolation used
-    for fig in ("transfer", "size_ladder", "resolution", "compute", "pretrain_curves"):
+    for fig in ("transfer", "size_ladder", "resolution", "compute", "pretrain_curves", "resolution_ablation",
+                "attention_rollout", "embedding_filters", "posemb_similarity", "attention_distance"):
         png = tmp_path / "reports" / "figures" / f"{fig}.png"
         assert png.read_bytes()[:4] == b"\x89PNG" and png.stat().st_size > 10_000, fig
+        assert f"figures/{fig}.png" in report, fig
+    # the scorecard: one verdict per claim (a)-(f), each decided from this run's numbers
+    card = report.split("## Claims scorecard")[1].split("\n## ")[0]
+    for key in "abcdef":
+        line = next(row for row in card.splitlines() if row.startswith(f"| ({key})"))
+        assert any(v in line for v in ("| holds", "| partly", "| does not hold")), line
+    # the resolution ablation: the ViT at 48 px again with the other interpolation, beside the main runs
+    assert "48 px, bilinear_corners" in report and "48 px, bicubic" in report and "Without interpolation" in report
     compute = pd.read_parquet(tmp_path / "results" / "compute" / "compute.parquet")
     assert (compute.train_flops > 0).all() and set(compute.stage) == {"pretrain", "finetune"}
+    # MFU against the measured peak of the same machine and thread count; the formula column for ViTs
+    assert compute.mfu.between(0, 1, inclusive="neither").all()
+    vit = compute[compute.model == "vit"]
+    assert ((vit.fwd_flops_per_img / vit.fwd_flops_formula - 1).abs() < 0.01).all()
+    assert "### The paper's runs, at paper scale" in report and "- packages: python" in report
     assert "Nothing to be done" in smk(tmp_path, configfile=REPO / "configs" / "smoke.yaml").stderr
     smk(tmp_path, "--report", "report.html", configfile=REPO / "configs" / "smoke.yaml")
     assert (tmp_path / "report.html").stat().st_size > 50_000

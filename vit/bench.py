@@ -10,8 +10,6 @@ Writes bench.json and a Markdown table bench.md beside it.
 """
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from vit import cli, flops, models
+from vit.peak import matmul_peak, median_time
 from vit.logs import atomic_write_bytes, environment, write_json
 
 
@@ -32,30 +31,6 @@ class Config:
     warmup: int = 3
     repeats: int = 10
     threads: int = 0
-
-
-def _median_time(fn, warmup: int, repeats: int) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def matmul_peak(device, repeats: int = 10) -> dict:
-    """Best fp32 matmul rate over a square and two ViT-like shapes (tokens*batch x D x 4D)."""
-    shapes = [(2048, 2048, 2048), (8320, 128, 512), (8320, 512, 128)]
-    best = {}
-    for m, k, n in shapes:
-        a, b = torch.randn(m, k, device=device), torch.randn(k, n, device=device)
-        t = _median_time(lambda: a @ b, 3, repeats)
-        best[f"{m}x{k}x{n}"] = 2 * m * k * n / t / 1e9
-    return {"peak_gflops": max(best.values()), "shapes_gflops": best}
 
 
 def bench_model(name: str, spec: dict, cfg: Config, device) -> dict:
@@ -72,7 +47,7 @@ def bench_model(name: str, spec: dict, cfg: Config, device) -> dict:
         loss.backward()
         opt.step()
 
-    t = _median_time(step, cfg.warmup, cfg.repeats)
+    t = median_time(step, cfg.warmup, cfg.repeats)
     return {"model": name, "img_size": cfg.img_size, "batch_size": cfg.batch_size,
             "params": models.num_params(model), "train_flops_per_img": count["train_flops_per_img"],
             "step_s": t, "img_per_s": cfg.batch_size / t,

@@ -39,7 +39,8 @@ def _flops_per_image(spec: dict, res: int, classes: int, cache: dict) -> float:
     if key not in cache:
         with torch.device("meta"):
             model = models.create(spec, classes, res)
-        cache[key] = flops.count(model, res, device="meta", batch=1)["train_flops_per_img"]
+        # batch 2: BatchNorm refuses one value per channel in train mode (EfficientNet at 32 px)
+        cache[key] = flops.count(model, res, device="meta", batch=2)["train_flops_per_img"]
     return cache[key]
 
 
@@ -58,15 +59,18 @@ def jobs(config: dict) -> list[dict]:
         return rows
     grid = plan.finetune_grid(config)
     shared = finetune.Config(**{k: v for k, v in grid.items() if k != "seeds"})
-    for model, up in plan.finetune_runs(config):
+    # the fine-tuning grids, then the resolution ablation's (the grid above the checkpoint's resolution)
+    ablation = [(m, up, plan.pretrain_resolution(config, m, up)) for m, up, _ in plan.posemb_ablation_runs(config)]
+    for model, up, skip in [(m, up, None) for m, up in plan.finetune_runs(config)] + ablation:
         for task in grid["tasks"]:
             s, task_grid = finetune.task_settings(shared, train.Config(**config["finetune"]["train"]), task)
             if not s.steps:
                 raise cli.ConfigError(f"{task}: cost estimates need fine-tuning `steps` (epochs depend on data size)")
             # vit.finetune: one dev run per rate when a grid is chosen from, then every seed
             runs = len(grid["seeds"]) + (len(task_grid["lr_grid"]) if len(task_grid["lr_grid"]) > 1 else 0)
-            for res in task_grid["resolutions"]:
-                rows.append({"stage": "finetune", "model": model, "upstream": up, "task": task, "resolution": res,
+            for res in [r for r in task_grid["resolutions"] if r != skip]:
+                rows.append({"stage": "finetune" if skip is None else "ablation", "model": model, "upstream": up,
+                             "task": task, "resolution": res,
                              "runs": runs, "images": runs * s.steps * s.batch_size,
                              "spec": models.transfer_spec(plan.model_spec(config, model)),
                              "classes": datasets.get(task, {}).get("classes", 1000)})

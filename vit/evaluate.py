@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from vit import cli
+from vit.logs import write_parquet
 
 
 @torch.no_grad()
@@ -92,9 +93,9 @@ def aggregate(cfg: Config) -> None:
     runs = run_rows(cfg.inputs)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    runs.to_parquet(out / "runs.parquet", index=False)
+    write_parquet(out / "runs.parquet", runs)
     vtab = vtab_aggregate(runs)
-    vtab.to_parquet(out / "vtab.parquet", index=False)
+    write_parquet(out / "vtab.parquet", vtab)
     print(f"{len(runs)} fine-tuned runs -> {out / 'runs.parquet'}; VTAB-style aggregate -> {out / 'vtab.parquet'}")
     print(vtab[vtab.group == "all"].groupby(["model", "upstream", "resolution"])["top1"].mean().round(2)
           .to_string())

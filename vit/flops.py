@@ -54,3 +54,14 @@ def vit_forward_flops(img_size: int, patch: int, dim: int, depth: int, mlp_dim: 
     t = n + tokens_extra
     macs = depth * (4 * t * dim * dim + 2 * t * t * dim + 2 * t * dim * mlp_dim) + n * patch * patch * 3 * dim
     return 2.0 * (macs + dim * num_classes)
+
+
+def spec_forward_flops(spec: dict, img_size: int, num_classes: int) -> float | None:
+    """`vit_forward_flops` for an `arch: vit` model spec (timm defaults: mlp_ratio 4, linear head;
+    the paper's tanh head adds one D x D layer); None for other architectures."""
+    if spec.get("arch") != "vit":
+        return None
+    dim = spec.get("embed_dim", 768)
+    head_extra = 2.0 * dim * dim if spec.get("head") == "tanh_mlp" else 0.0
+    return head_extra + vit_forward_flops(img_size, spec.get("patch_size", 16), dim, spec.get("depth", 12),
+                                          int(dim * spec.get("mlp_ratio", 4.0)), num_classes)

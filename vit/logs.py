@@ -19,6 +19,15 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def write_parquet(path: str | Path, df) -> None:
+    """A DataFrame as Parquet, atomically (a killed job leaves the old file or none, never half of one)."""
+    import io
+
+    buf = io.BytesIO()
+    df.to_parquet(buf, index=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
 def write_json(path: str | Path, obj) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n").encode())
 
@@ -87,6 +96,7 @@ def environment() -> dict:
         "torch": torch.__version__,
         "timm": timm.__version__,
         "platform": platform.platform(),
+        "host": platform.node(),
         "processor": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),

@@ -24,7 +24,7 @@ from timm.layers import GroupNormAct, StdConv2d, resample_abs_pos_embed
 from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import VisionTransformer
 
-POSEMB_INTERP = ("bicubic", "bilinear_corners")
+from vit.plan import POSEMB_INTERP  # the modes live in the torch-free plan, which the workflow reads
 
 
 def create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:

@@ -5,6 +5,7 @@ Snakemake parses the workflow without importing it.
 from __future__ import annotations
 
 LABEL_KEYS = ("label", "paper_row")  # model keys that only label a model in tables
+POSEMB_INTERP = ("bicubic", "bilinear_corners")  # vit.models.resample_pos_embed's modes
 
 
 def model_spec(config: dict, model: str) -> dict:
@@ -49,3 +50,39 @@ def finetune_grid(config: dict) -> dict:
     grid = {"tasks": ft["tasks"], "resolutions": ft["resolutions"], "seeds": config["seeds"]}
     grid.update({k: ft[k] for k in ("lr_grid", "dev_fraction", "per_task") if k in ft})
     return grid
+
+
+def is_vit(spec: dict) -> bool:
+    """A plain ViT (patch tokens + learned position embeddings): what vit.inspect can look into."""
+    arch, name = spec.get("arch"), str(spec.get("name", ""))
+    return (arch == "vit" or (arch == "paper" and name.startswith("ViT"))
+            or (arch == "timm" and name.startswith(("vit_", "deit_")) and "_r26_" not in name and "_r50_" not in name))
+
+
+def inspect_runs(config: dict) -> list[tuple[str, str]]:
+    """(model, upstream) of every ViT on its largest upstream set: the paper's Figs. 6-7 come from its
+    biggest pre-training (JFT-300M); ours from the largest set each ViT saw."""
+    order = upstreams(config)
+    largest: dict[str, str] = {}
+    for model, up in pretrain_runs(config) + list(released(config)):
+        if is_vit(model_spec(config, model)) and order.index(up) >= order.index(largest.get(model, up)):
+            largest[model] = up
+    return sorted(largest.items())
+
+
+def pretrain_resolution(config: dict, model: str, upstream: str) -> int:
+    """The resolution a checkpoint was trained at (released weights: their `img_size`, 224 by default)."""
+    spec = released(config).get((model, upstream))
+    if spec is not None:
+        return spec.get("img_size", 224)
+    return pretrain_settings(config, model, upstream).get("img_size", 224)
+
+
+def posemb_ablation_runs(config: dict) -> list[tuple[str, str, str]]:
+    """(model, upstream, mode) of the resolution ablation (finetune.posemb_ablation: model -> upstreams):
+    the same fine-tunes above the pre-training resolution with every other position-embedding
+    interpolation mode than the main runs'."""
+    ft = config.get("finetune", {})
+    main = ft.get("train", {}).get("posemb_interp", "bicubic")
+    return [(m, up, mode) for m, ups in ft.get("posemb_ablation", {}).items() for up in ups
+            for mode in POSEMB_INTERP if mode != main]

@@ -20,7 +20,7 @@ import pandas as pd
 import yaml
 
 from vit import cli, plan, plots
-from vit.logs import atomic_write_bytes, read_json
+from vit.logs import atomic_write_bytes, read_json, write_parquet
 
 PAPER_COLUMNS = {"imagenet": "ImageNet", "imagenet_real": "ImageNet ReaL", "cifar10": "CIFAR-10",
                  "cifar100": "CIFAR-100", "pets": "Oxford-IIIT Pets", "flowers102": "Oxford Flowers-102",
@@ -34,8 +34,13 @@ class Config:
     compute: str = ""
     summary: str = ""
     reports: str = "reports"
+    jobs: str = ""          # Snakemake benchmark records (jobs.parquet of vit.account)
+    peak: str = ""          # the machine's measured matmul peak (vit.peak)
     reference: str = ""     # default: the copy shipped in the vit package
+    mfu: float = 0.4        # assumed utilisation for the paper-scale GPU-hour estimates
     config: dict = field(default_factory=dict)  # the workflow's config (labels, groups, paper rows)
+    ablation: list = field(default_factory=list)  # runs.json of the resolution ablation (vit.finetune)
+    inspect: list = field(default_factory=list)   # inspect.npz of vit.inspect (inspect.json beside each)
     inputs: list = field(default_factory=list)   # pre-training summary.json files
 
 
@@ -191,19 +196,121 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
     return "\n".join(lines) + "\n"
 
 
+def ablation_table(summary: pd.DataFrame, ablation: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The resolution ablation for each checkpoint in it: fine-tuned at the pre-training resolution
+    (nothing to interpolate), above it with the main runs' interpolation, and with the other mode.
+    Returns (tidy runs for the figure, Markdown-ready table)."""
+    if ablation.empty:
+        return pd.DataFrame(), pd.DataFrame()
+    ablation = _label(ablation.copy(), config)
+    main_mode = config["finetune"]["train"].get("posemb_interp", "bicubic")
+    tidy, rows = [], []
+    for (model, up), abl in ablation.groupby(["model", "upstream"]):
+        lo = plan.pretrain_resolution(config, model, up)
+        main = summary[(summary.model == model) & (summary.upstream == up)]
+        parts = [(f"{lo} px (pre-training resolution, no interpolation)", main[main.resolution == lo])]
+        for res in sorted(abl.resolution.unique()):
+            parts.append((f"{res} px, {main_mode}", main[(main.resolution == res)]))
+            for mode, g in abl[abl.resolution == res].groupby("posemb_interp"):
+                parts.append((f"{res} px, {mode}", g))
+        for setting, g in parts:
+            tidy.append(g.assign(setting=setting))
+            row = {"model": config["models"][model]["label"], "pre-trained on": config["datasets"][up]["label"],
+                   "fine-tuned at": setting}
+            for t in config["finetune"]["tasks"]:
+                row[config["datasets"][t].get("label", t)] = fmt(g[g.task == t].top1)
+            row["mean over tasks"] = fmt(g.groupby("seed").top1.mean())
+            row["n seeds"] = g.seed.nunique()
+            rows.append(row)
+    return pd.concat(tidy, ignore_index=True), pd.DataFrame(rows)
+
+
+def cost_table(compute: pd.DataFrame) -> pd.DataFrame:
+    """Measured compute per stage and model: sums over runs, medians of the rates."""
+    return compute.groupby(["stage", "model"]).agg(
+        runs=("seed", "size"), images=("images_seen", "sum"), PFLOPs=("train_flops", lambda v: v.sum() / 1e15),
+        train_s=("train_time_s", "sum"), core_hours=("core_hours", "sum"), gpu_hours=("gpu_hours", "sum"),
+        GFLOP_per_s=("achieved_gflops", "median"), MFU_pct=("mfu", lambda v: 100 * v.median()),
+        peak_rss_MB=("peak_rss_mb", "max")).reset_index()
+
+
+def flop_check(compute: pd.DataFrame) -> str:
+    """FlopCounterMode against the analytical ViT formula, over every ViT run of the results."""
+    vit = compute.dropna(subset=["fwd_flops_formula"])
+    if vit.empty:
+        return ""
+    ratio = vit.fwd_flops_per_img / vit.fwd_flops_formula
+    return (f"FLOPs per image are counted by FlopCounterMode on each run's model; for the {len(vit)} ViT runs the "
+            f"analytical formula (FACTS.md 2a, plus the head) gives the same forward FLOPs: counted / formula "
+            f"= {ratio.min():.6f} to {ratio.max():.6f} (the test allows 1 %).")
+
+
+def jobs_table(jobs: pd.DataFrame) -> pd.DataFrame:
+    """Snakemake's `benchmark:` records per rule: the whole job, start-up and evaluation included."""
+    if jobs.empty:
+        return jobs
+    return jobs.groupby("rule").agg(jobs=("file", "size"), wall_s=("wall_s", "sum"), cpu_s=("cpu_s", "sum"),
+                                    max_rss_MB=("max_rss_mb", "max")).reset_index()
+
+
+def peak_text(peak: dict) -> str:
+    cpu = ", ".join(f"{v:.0f} GFLOP/s with {k} thread{'s' if k != '1' else ''}"
+                    for k, v in peak.get("cpu_fp32_gflops", {}).items())
+    gpus = "; ".join(f"{g['name']}: bf16 {g['bf16_gflops'] / 1e3:.0f} TFLOP/s" for g in peak.get("gpu", []))
+    return (f"MFU is the achieved FLOP rate of the timed training steps over this machine's matmul peak, measured "
+            f"by the `peak` rule (`results/compute/peak.json`, host `{peak.get('env', {}).get('host', '?')}`): "
+            f"fp32 {cpu}" + (f"; {gpus}" if gpus else "") + ". A run is compared with the peak of its own "
+            "thread count (or GPUs).")
+
+
+def load_inspect(paths: list[str], config: dict) -> dict | None:
+    """vit.inspect's summary of the first inspected checkpoint, in the form vit.scorecard reads."""
+    if not paths:
+        return None
+    path = Path(paths[0])
+    s = read_json(path.with_name("inspect.json"))
+    model, up = path.parent.parent.name, path.parent.name
+    return {**s, "label": f"{config['models'][model]['label']} pre-trained on {config['datasets'][up]['label']}",
+            "model": model, "upstream": up, "npz": str(path)}
+
+
+PACKAGES = ["torch", "torchvision", "timm", "numpy", "pandas", "pyarrow", "matplotlib", "seaborn", "snakemake"]
+
+
 # ----------------------------------------------------------------------------- the report
-def _provenance(pretrain: pd.DataFrame, config: dict) -> list[str]:
-    from vit.logs import config_hash
+def _provenance(pretrain: pd.DataFrame, config: dict, peak: dict) -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
 
-    env = json.loads(pretrain.env.iloc[0]) if len(pretrain) else {}
-    keys = ["git_commit", "python", "torch", "timm", "platform", "processor", "cpu_count", "device"]
-    return ["## Provenance", "", f"- config hash: `{config_hash(config)}`"] + [
-        f"- {k}: `{env.get(k)}`" for k in keys] + [
-        "- every number above comes from `results/` of this run (`results/summary.parquet`, "
-        "`results/compute/compute.parquet`); paper numbers come from `vit/reference.yaml`.", ""]
+    from vit.logs import config_hash, environment
+
+    def ver(name):
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    here = environment()
+    envs = [json.loads(e) for e in pretrain.env] or [here]
+    commits = sorted({e.get("git_commit") for e in envs})
+    env = dict(envs[0], host=envs[0].get("host") or peak.get("env", {}).get("host"))
+    machine = ["platform", "processor", "cpu_count", "device", "host"]
+    return ["## Provenance", "",
+            f"- config: hash `{config_hash(config)}` (the workflow's whole config, as the report rule received it)",
+            f"- code: this report by git `{here['git_commit']}`; the pre-training runs by "
+            + ", ".join(f"`{c}`" for c in commits) + " (each run's own commit is in its summary.json)",
+            f"- packages: python `{here['python']}`, " + ", ".join(f"{p} `{ver(p)}`" for p in PACKAGES),
+            "- machine of the training runs: " + ", ".join(f"{k} `{env.get(k)}`" for k in machine)
+            + (f"; measured matmul peak {max(peak['cpu_fp32_gflops'].values()):.0f} GFLOP/s fp32"
+               if peak.get("cpu_fp32_gflops") else ""),
+            "- every number above comes from `results/` of this run (`results/summary.parquet`, "
+            "`results/compute/compute.parquet`, `results/compute/jobs.parquet`, `results/inspect/`); paper "
+            "numbers come from `vit/reference.yaml` and are labelled as the paper's.", ""]
 
 
-def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_md: str, reference: dict) -> str:
+def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_md: str, reference: dict,
+                 jobs: pd.DataFrame, peak: dict, ablation: pd.DataFrame, inspect: dict | None) -> str:
+    from vit import paper_compute, scorecard
+
     config = cfg.config
     datasets = config["datasets"]
     reports = Path(cfg.reports)
@@ -218,11 +325,18 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
     scores = scores[(scores.upstream != "scratch") & (scores.resolution == hi)].assign(
         pretrain_pflops=lambda d: d.pretrain_flops / 1e15)
     plots.transfer(summary, largest, hi, figs / "transfer.png")
-    plots.size_ladder(summary, hi, figs / "size_ladder.png")
+    plots.size_ladder(summary, hi, figs / "size_ladder.png", reference.get("figure3_data"))
     plots.resolution(summary, largest, datasets[largest]["label"], figs / "resolution.png")
-    plots.compute(scores, figs / "compute.png")
+    plots.compute(scores, figs / "compute.png", reference.get("figure5_data"))
     plots.pretrain_curves(curves, figs / "pretrain_curves.png")
+    abl_tidy, abl_tab = ablation_table(summary, ablation, config)
+    if len(abl_tidy):
+        plots.resolution_ablation(abl_tidy, figs / "resolution_ablation.png")
+    if inspect:
+        for name in ("rollout", "embedding_filters", "posemb_similarity", "attention_distance"):
+            getattr(plots, name)(inspect["npz"], figs / f"{'attention_rollout' if name == 'rollout' else name}.png")
 
+    cards = scorecard.scorecard(summary, scores, config, hi, ablation, inspect)
     tasks = task_table(summary, config)
     groups = group_table(vtab, config)
     pre = compute[compute.stage == "pretrain"]
@@ -234,16 +348,18 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
             "pretrain_steps": "steps", "upstream_val_top1": "upstream val top-1 (%)",
             "params_backbone": "params (no head)", "fwd_flops_per_img": f"fwd FLOPs/img @{pre_res}px",
             "pretrain_time_s": "train time (s)"})
-    cost = compute.groupby(["stage", "model"]).agg(
-        runs=("seed", "size"), images=("images_seen", "sum"), pflops=("train_flops", lambda v: v.sum() / 1e15),
-        train_s=("train_time_s", "sum"), core_hours=("core_hours", "sum"),
-        gflops_per_s=("achieved_gflops", "median")).reset_index()
+    cost = cost_table(compute)
+    job_tab = jobs_table(jobs)
+    paper_scale = paper_compute.paper_compute(reference, cfg.mfu)
     n_seeds = summary.seed.nunique()
     n_scratch = int((summary.upstream == "scratch").sum())
     chance = summary.groupby("task").num_classes.first().map(lambda k: f"{100 / k:.1f} %")
     modes = sorted(m for m in summary.posemb_interp.unique() if m)
     interp = ", ".join(f"{m} ({POSEMB_INTERP_TEXT[m]})" for m in modes) or "none needed"
     released = [u for u in plan.upstreams(config) if datasets[u].get("source") == "released"]
+    hours = (f"{compute.core_hours.sum():.3g} core-hours" if compute.gpu_hours.sum() == 0 else
+             f"{compute.gpu_hours.sum():.3g} GPU-hours and {compute.core_hours.sum():.3g} CPU core-hours")
+    fig = iter(range(1, 100))
     lines = [
         "# Results: ViT vs BiT vs EfficientNet at laptop scale",
         "",
@@ -254,22 +370,36 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         f"each fine-tuned on {len(config['finetune']['tasks'])} downstream tasks at {lo} px (the pre-training "
         f"resolution) and {hi} px (position embeddings resampled in 2D: {interp}), {n_seeds} seeds each: "
         f"{len(summary) - n_scratch} fine-tuned runs, plus {n_scratch} runs of the same architectures trained "
-        f"from scratch with the same budget. Numbers are test top-1 in %, mean ± sd over seeds "
-        f"(n = {n_seeds} unless stated). Chance level: "
+        f"from scratch with the same budget" + (f", plus {len(ablation)} runs of the resolution ablation"
+                                                 if len(ablation) else "") + ". "
+        f"Numbers are test top-1 in %, mean ± sd over seeds (n = {n_seeds} unless stated). Chance level: "
         + ", ".join(f"{datasets[t].get('label', t)} {c}" for t, c in chance.items()) + ".",
         "",
-        f"Total measured training compute: {compute.train_flops.sum() / 1e15:.3g} PFLOPs in "
-        f"{compute.train_time_s.sum() / 60:.1f} min of timed training steps, summed over runs "
-        f"({compute.core_hours.sum():.3g} core-hours; jobs run side by side, so this exceeds the wall time).",
+        f"**Total measured training compute: {compute.train_flops.sum() / 1e15:.3g} PFLOPs** in "
+        f"{compute.train_time_s.sum() / 60:.1f} min of timed training steps over {len(compute)} runs ({hours}; "
+        f"median MFU {100 * compute.mfu.median():.1f} % of the measured matmul peak). Jobs run side by side, "
+        f"so the sum exceeds the wall time; Snakemake's records of the whole jobs are in "
+        f"[Compute accounting](#compute-accounting-paper-sec-44-table-6).",
+        "",
+        "## Claims scorecard",
+        "",
+        "Each claim of the paper against this run's numbers. A difference counts only where it exceeds one "
+        "sd of the difference over seeds (vit/scorecard.py states each rule). *At this scale* means 2k-20k "
+        "procedural images instead of 1.3M-300M photographs: a claim that does not hold here is not refuted "
+        "for the paper's scale, and one that holds is weak evidence.",
+        "",
+        cards.assign(claim=cards.key.map(lambda k: f"({k})") + " " + cards.claim).rename(columns={
+            "paper": "paper's evidence", "evidence": "this run", "verdict": "verdict at this scale"})[
+            ["claim", "paper's evidence", "this run", "verdict at this scale"]].to_markdown(index=False),
         "",
         table2_md.replace("# Table 2, mirrored", "## Table 2, mirrored"),
         "## Transfer, per task",
         "",
         "![transfer](figures/transfer.png)",
         "",
-        f"*Figure 1. Test top-1 per task after pre-training on {datasets[largest]['label']} and fine-tuning at "
-        f"{hi} px, against the same architecture trained from scratch with the same fine-tuning budget. "
-        f"Where the pre-trained bar stands above its scratch bar, pre-training helped.*",
+        f"*Figure {next(fig)}. Test top-1 per task after pre-training on {datasets[largest]['label']} and "
+        f"fine-tuning at {hi} px, against the same architecture trained from scratch with the same fine-tuning "
+        f"budget. Where the pre-trained bar stands above its scratch bar, pre-training helped (claim a).*",
         "",
         tasks.to_markdown(index=False),
         "",
@@ -284,68 +414,161 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         "",
         paper_groups(reference).to_markdown(index=False, floatfmt=".1f"),
         "",
-        "## Pre-training set size (paper Fig. 3)",
+        "## Pre-training set size (paper Figs. 3 and 4)",
         "",
         "![size ladder](figures/size_ladder.png)",
         "",
-        f"*Figure 2. Mean transfer accuracy at {hi} px against the pre-training set. The paper finds ResNets "
-        "ahead on the smallest set and ViT catching up or overtaking on the largest; dashed lines are the "
-        "from-scratch baselines.*",
+        f"*Figure {next(fig)}. Left, ours: mean transfer accuracy at {hi} px against the pre-training set; "
+        "dashed lines are the from-scratch baselines. Right, the paper's Table 5 (the data of its Fig. 3): "
+        "ViT ImageNet top-1 after pre-training on ImageNet, ImageNet-21k and JFT-300M. The paper finds the "
+        "ResNets ahead on the smallest set and the ViT catching up or overtaking on the largest (claim b); "
+        "look for the gap between our lines closing from left to right.* The paper's Fig. 4 (linear 5-shot "
+        "accuracy on JFT subsets) prints no numbers (`figure4_data.values: null` in reference.yaml), so it is "
+        "not drawn.",
         "",
-        "## Fine-tuning resolution (paper sec. 3.2)",
+        "## Fine-tuning resolution and position-embedding interpolation (paper sec. 3.2)",
         "",
         "![resolution](figures/resolution.png)",
         "",
-        f"*Figure 3. The same checkpoints fine-tuned at {lo} px and at {hi} px. At {hi} px the ViT keeps its "
-        f"patch size, so its sequence grows and its position embeddings are resampled in 2D "
-        f"({config['finetune']['train'].get('posemb_interp', 'bicubic')}); the convnets need no change.*",
+        f"*Figure {next(fig)}. The same checkpoints fine-tuned at {lo} px and at {hi} px. At {hi} px the ViT "
+        f"keeps its patch size, so its sequence grows and its position embeddings are resampled in 2D "
+        f"({config['finetune']['train'].get('posemb_interp', 'bicubic')}); the convnets need no change. "
+        "Where the darker bar stands higher, the higher resolution helped (claim c).*",
         "",
+    ]
+    if len(abl_tab):
+        lines += [
+            "![resolution ablation](figures/resolution_ablation.png)",
+            "",
+            f"*Figure {next(fig)}. The resolution ablation: the ViT fine-tuned at its pre-training resolution "
+            f"and at {hi} px with each way of resampling its position embeddings: "
+            + "; ".join(f"{m}: {POSEMB_INTERP_TEXT[m]}" for m in POSEMB_INTERP_TEXT) + ". Bars that differ "
+            "by less than their error bars say the choice of interpolation does not matter here.*",
+            "",
+            abl_tab.to_markdown(index=False),
+            "",
+            f"Without interpolation there is no run to show: at {hi} px the ViT has more patches than learned "
+            "position embeddings, so the pre-trained table cannot be added to the sequence (loading it raises a "
+            "size mismatch); the only alternatives are resampling it, as above, or discarding it, which "
+            "throws away pre-training. The paper resamples (sec. 3.2).",
+            "",
+        ]
+    lines += [
         "## Compute (paper Fig. 5)",
         "",
         "![compute](figures/compute.png)",
         "",
-        "*Figure 4. Mean transfer accuracy against measured pre-training compute; one point per upstream "
-        "set and model. Further left and higher is more compute-efficient.*",
+        f"*Figure {next(fig)}. Left, ours: mean transfer accuracy against measured pre-training compute; one "
+        "point per upstream set and model. Right, the paper's Table 6 (the data of its Fig. 5): Average-5 "
+        "transfer against pre-training exaFLOPs on JFT-300M. Further left and higher is more "
+        "compute-efficient (claim d).*",
         "",
         "![pre-training curves](figures/pretrain_curves.png)",
         "",
-        "*Figure 5. Pre-training loss of every upstream run against images seen.*",
+        f"*Figure {next(fig)}. Pre-training loss of every upstream run against images seen.*",
         "",
         pre_tab.to_markdown(index=False, floatfmt=".4g"),
         "",
-        "### Compute per stage and model (measured)",
+    ]
+    if inspect:
+        p, dist = inspect["posemb"], inspect["distance"]
+        lines += [
+            "## What the ViT learned (paper Figs. 6 and 7)",
+            "",
+            f"From the checkpoint of {inspect['label']}, on {inspect['images']} images of its "
+            f"`{inspect['split']}` split (`results/inspect/`).",
+            "",
+            "![attention rollout](figures/attention_rollout.png)",
+            "",
+            f"*Figure {next(fig)}. Attention rollout (Abnar & Zuidema 2020, as in the paper's Fig. 6): attention "
+            "averaged over heads, the identity added for the residual path, multiplied through all layers; "
+            "shown is how much the class token draws from each patch. Bright regions are what the "
+            "classification reads.*",
+            "",
+            "![embedding filters](figures/embedding_filters.png)",
+            "",
+            f"*Figure {next(fig)}. Principal components of the patch-embedding filters (paper Fig. 7 left): "
+            "the basis the first layer projects each patch onto. The paper's look like plausible low-frequency "
+            "basis functions.*",
+            "",
+            "![position embedding similarity](figures/posemb_similarity.png)",
+            "",
+            f"*Figure {next(fig)}. Cosine similarity of each patch's position embedding (tile) with every other "
+            "patch's (pixels of the tile), paper Fig. 7 centre. 2D structure shows as a bright spot at the "
+            f"tile's own position with brighter row and column: here 4-neighbours {p['neighbour']:.2f} vs "
+            f"others {p['other']:.2f}, same row or column {p['same_row_or_col']:.2f} vs neither "
+            f"{p['neither']:.2f} (claim f).*",
+            "",
+            "![attention distance](figures/attention_distance.png)",
+            "",
+            f"*Figure {next(fig)}. Mean attention distance of every head against depth (paper Fig. 7 right): "
+            "the attention-weighted pixel distance between a query patch and the patches it attends to, "
+            f"averaged over images. The dashed line is uniform attention ({inspect['uniform_distance']:.1f} px); "
+            "the paper finds distances spread in the lowest layers, some heads already global, and all heads "
+            f"far in the deep layers (claim e). Per-layer means here: "
+            + ", ".join(f"{sum(row) / len(row):.1f}" for row in dist) + " px.*",
+            "",
+        ]
+    lines += [
+        "## Compute accounting (paper sec. 4.4, Table 6)",
+        "",
+        "### Measured, per stage and model",
         "",
         cost.to_markdown(index=False, floatfmt=".4g"),
         "",
-        f"Fine-tuning: {len(ft)} runs; pre-training: {len(pre)} runs. `gflops_per_s` is the median achieved "
-        "rate of the training steps (FLOPs counted by FlopCounterMode, forward + backward).",
+        f"Fine-tuning: {len(ft)} runs (the ablation included); pre-training: {len(pre)} runs. Times are of "
+        "training steps only (evaluation and the first steps of each process excluded); `GFLOP_per_s` and "
+        "`MFU_pct` are medians over runs; FLOPs per image are forward + backward. " + peak_text(peak),
         "",
-    ] + _provenance(pretrain, config)
+        flop_check(compute),
+        "",
+        "Whole jobs as Snakemake's `benchmark:` directive recorded them (wall time includes Python start-up, "
+        "data loading and evaluation; several jobs shared the cores):",
+        "",
+        job_tab.to_markdown(index=False, floatfmt=".4g") if len(job_tab) else "(no benchmark records)",
+        "",
+        "### The paper's runs, at paper scale",
+        "",
+        paper_compute.markdown(paper_scale, cfg.mfu),
+        "",
+    ] + _provenance(pretrain, config, peak)
     text = "\n".join(lines)
     atomic_write_bytes(reports / "report.md", text.encode())
-    html = ["<html><body><h1>Tables</h1>", "<h2>Transfer per task</h2>", tasks.to_html(index=False),
-            "<h2>VTAB-style aggregate</h2>", groups.to_html(index=False),
-            "<h2>Pre-training runs</h2>", pre_tab.to_html(index=False),
-            "<h2>Compute</h2>", cost.to_html(index=False), "</body></html>"]
+    html = ["<html><body><h1>Tables</h1>",
+            "<h2>Claims scorecard</h2>", cards.to_html(index=False),
+            "<h2>Transfer per task</h2>", tasks.to_html(index=False),
+            "<h2>VTAB-style aggregate</h2>", groups.to_html(index=False)]
+    if len(abl_tab):
+        html += ["<h2>Resolution ablation</h2>", abl_tab.to_html(index=False)]
+    html += ["<h2>Pre-training runs</h2>", pre_tab.to_html(index=False),
+             "<h2>Compute, measured</h2>", cost.to_html(index=False),
+             "<h2>Snakemake job records</h2>", job_tab.to_html(index=False),
+             "<h2>The paper's runs at paper scale</h2>", paper_scale.to_html(index=False), "</body></html>"]
     atomic_write_bytes(reports / "tables.html", "\n".join(html).encode())
     return text
 
 
 def report(cfg: Config) -> None:
+    from vit.evaluate import run_rows
+
     if not (cfg.runs and cfg.vtab and cfg.compute and cfg.summary and cfg.config):
         raise cli.ConfigError("--runs, --vtab, --compute, --summary and --config are required")
     ref_path = cfg.reference or resources.files("vit") / "reference.yaml"
     reference = yaml.safe_load(Path(ref_path).read_text())
     runs, vtab = pd.read_parquet(cfg.runs), pd.read_parquet(cfg.vtab)
     compute = pd.read_parquet(cfg.compute)
+    jobs = pd.read_parquet(cfg.jobs) if cfg.jobs else pd.DataFrame()
+    peak = read_json(cfg.peak) if cfg.peak else {}
+    ablation = run_rows(cfg.ablation) if cfg.ablation else pd.DataFrame()
     pretrain, curves = pretrain_table(cfg.inputs, cfg.config)
     summary = summary_table(runs, pretrain, cfg.config)
     Path(cfg.summary).parent.mkdir(parents=True, exist_ok=True)
-    summary.to_parquet(cfg.summary, index=False)
+    write_parquet(cfg.summary, summary)
     t2 = table2(summary, compute[compute.stage == "pretrain"], reference, cfg.config)
     Path(cfg.reports).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(cfg.reports) / "table2.md", t2.encode())
-    write_report(cfg, summary, vtab, compute, pretrain, curves, t2, reference)
+    write_report(cfg, summary, vtab, compute, pretrain, curves, t2, reference, jobs, peak, ablation,
+                 load_inspect(cfg.inspect, cfg.config))
     print(f"{len(summary)} rows -> {cfg.summary}; reports in {cfg.reports}/")
 
 

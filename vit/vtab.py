@@ -23,7 +23,7 @@ import yaml
 from vit import cli
 from vit.datasets import VTAB_TASKS, vtab_task
 from vit.evaluate import run_rows
-from vit.logs import atomic_write_bytes, read_json, write_json
+from vit.logs import atomic_write_bytes, read_json, write_json, write_parquet
 
 PAPER_ROWS = ("ViT-H/14_JFT", "ViT-L/16_JFT", "ViT-L/16_I21k")
 
@@ -80,7 +80,7 @@ def report(cfg: Config) -> pd.DataFrame:
                      **{f"{row} (paper)": paper[row][t.paper] for row in PAPER_ROWS}})
     table = pd.DataFrame(rows)
     Path(cfg.table).parent.mkdir(parents=True, exist_ok=True)
-    table.to_parquet(cfg.table, index=False)
+    write_parquet(cfg.table, table)
 
     # group means over the tasks that were run, for us and for the paper's rows alike
     per_seed = runs.assign(group=runs.folder.map(lambda f: vtab_task(f).group))

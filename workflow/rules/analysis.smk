@@ -15,11 +15,28 @@ rule evaluate:
         "python -m vit.evaluate --out={params.out} {input} > {log} 2>&1"
 
 
+# The matmul peak that MFU is taken against, measured once per results folder. It asks for every core
+# so that nothing runs beside it; on a cluster the profile gives it one GPU of the training partition.
+rule peak:
+    output:
+        "results/compute/peak.json",
+    conda:
+        ENV
+    log:
+        "results/logs/peak.log",
+    threads: workflow.cores
+    resources:
+        gpu=0,
+    shell:
+        "python -m vit.peak --out={output} --threads={threads} > {log} 2>&1"
+
+
 rule account:
     localrule: True
     input:
+        peak="results/compute/peak.json",
         pretrain=pretrain_files("summary.json"),
-        finetune=finetune_files(),
+        finetune=finetune_files() + ablation_files(),
         benchmarks=benchmark_files(),
     output:
         runs="results/compute/compute.parquet",
@@ -29,7 +46,32 @@ rule account:
     log:
         "results/logs/account.log",
     shell:
-        "python -m vit.account --out={output.runs} {input} > {log} 2>&1"
+        "python -m vit.account --out={output.runs} --peak={input.peak} {input.pretrain} {input.finetune} "
+        "{input.benchmarks} > {log} 2>&1"
+
+
+# The paper's Figs. 6-7 (attention rollout, embedding filters, position-embedding similarity, mean
+# attention distance) from each ViT's checkpoint on its largest upstream set.
+rule inspect:
+    input:
+        unpack(inspect_inputs),
+    output:
+        npz="results/inspect/{model}/{upstream}/inspect.npz",
+        json="results/inspect/{model}/{upstream}/inspect.json",
+    params:
+        data=lambda w, input: os.path.dirname(input.data),
+        split=inspect_split,
+        out=subpath(output.npz, parent=True),
+    conda:
+        ENV
+    log:
+        "results/logs/inspect/{model}-{upstream}.log",
+    threads: 1
+    resources:
+        gpu=0,
+    shell:
+        "python -m vit.inspect --checkpoint={input.ckpt} --data={params.data} --split={params.split} "
+        "--out={params.out} --threads={threads} > {log} 2>&1"
 
 
 rule report:
@@ -38,6 +80,10 @@ rule report:
         runs="results/eval/runs.parquet",
         vtab="results/eval/vtab.parquet",
         compute="results/compute/compute.parquet",
+        jobs="results/compute/jobs.parquet",
+        peak="results/compute/peak.json",
+        ablation=ablation_files(),
+        inspect=inspect_files(),
         pretrain=pretrain_files("summary.json"),
     output:
         summary="results/summary.parquet",
@@ -51,6 +97,7 @@ rule report:
         ),
     params:
         config=render({"config": config}),
+        extra=lambda w, input: render({"ablation": list(input.ablation), "inspect": list(input.inspect)}),
         reports=subpath(output.report, parent=True),
     conda:
         ENV
@@ -58,4 +105,5 @@ rule report:
         "results/logs/report.log",
     shell:
         "python -m vit.report --runs={input.runs} --vtab={input.vtab} --compute={input.compute} "
-        "--summary={output.summary} --reports={params.reports} {params.config} {input.pretrain} > {log} 2>&1"
+        "--jobs={input.jobs} --peak={input.peak} --summary={output.summary} --reports={params.reports} "
+        "{params.config} {params.extra} {input.pretrain} > {log} 2>&1"

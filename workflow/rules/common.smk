@@ -71,7 +71,15 @@ def _check_config():
                                 f"give it a VTAB group (natural, specialized, structured)")
     for model in config["finetune"]["from_scratch"]:
         need("model", model, "finetune.from_scratch", models)
-
+    checkpoints = set(plan.pretrain_runs(config)) | set(RELEASED)
+    for model, ups in config["finetune"].get("posemb_ablation", {}).items():
+        for up in ups:
+            if (model, up) not in checkpoints:
+                raise WorkflowError(f"config: finetune.posemb_ablation.{model} names {up!r}, but {model} is not "
+                                    f"pre-trained on it (pretrain.runs) nor released for it (pretrain.released)")
+        if not plan.is_vit(plan.model_spec(config, model)):
+            raise WorkflowError(f"config: finetune.posemb_ablation names {model!r}, which has no position "
+                                f"embeddings to interpolate (a ViT is needed)")
 
 _check_config()
 
@@ -79,6 +87,8 @@ ENV = "../envs/vit.yaml"
 
 PRETRAIN_RUNS = plan.pretrain_runs(config) if EXPERIMENT else []
 FINETUNE_RUNS = plan.finetune_runs(config) if EXPERIMENT else []
+INSPECT_RUNS = plan.inspect_runs(config) if EXPERIMENT else []
+ABLATION_RUNS = plan.posemb_ablation_runs(config) if EXPERIMENT else []
 
 
 def launch(wildcards, resources):
@@ -120,6 +130,32 @@ def finetune_inputs(wildcards):
     return inputs
 
 
+def checkpoint_path(model, upstream):
+    kind = "released" if (model, upstream) in RELEASED else "pretrain"
+    return f"results/{kind}/{model}/{upstream}/checkpoint.pt"
+
+
+def inspect_inputs(wildcards):
+    """The checkpoint, and images to look at: the upstream's val split where we prepared the upstream
+    set, else the first downstream task's test split (released weights)."""
+    up = wildcards.upstream
+    data = up if (wildcards.model, up) not in RELEASED else config["finetune"]["tasks"][0]
+    return {"ckpt": checkpoint_path(wildcards.model, up), "data": f"results/data/{data}/manifest.json"}
+
+
+def inspect_split(wildcards):
+    return "val" if (wildcards.model, wildcards.upstream) not in RELEASED else config["finetune"]["train"]["test_split"]
+
+
+def ablation_args(wildcards):
+    """The main grid above the checkpoint's resolution, with the other interpolation mode."""
+    grid = plan.finetune_grid(config)
+    res = plan.pretrain_resolution(config, wildcards.model, wildcards.upstream)
+    grid["resolutions"] = [r for r in grid["resolutions"] if r != res]
+    return render(dict(grid, **dict(config["finetune"]["train"], posemb_interp=wildcards.mode),
+                       init=checkpoint_path(wildcards.model, wildcards.upstream)))
+
+
 def finetune_args(wildcards, input):
     # tasks x resolutions x seeds, and Table 4's dev-split learning-rate choice and per-task settings
     grid = plan.finetune_grid(config)
@@ -145,10 +181,23 @@ def finetune_files():
 
 def benchmark_files():
     return ([f"results/benchmarks/pretrain/{m}-{up}.tsv" for m, up in PRETRAIN_RUNS]
-            + [f"results/benchmarks/finetune/{m}-{up}.tsv" for m, up in FINETUNE_RUNS])
+            + [f"results/benchmarks/finetune/{m}-{up}.tsv" for m, up in FINETUNE_RUNS]
+            + [f"results/benchmarks/ablation/{m}-{up}-{mode}.tsv" for m, up, mode in ABLATION_RUNS])
 
 
-FIGURES = ["transfer", "size_ladder", "resolution", "compute", "pretrain_curves"]
+def ablation_files():
+    return [f"results/ablation/posemb_{mode}/{m}/{up}/runs.json" for m, up, mode in ABLATION_RUNS]
+
+
+def inspect_files():
+    return [f"results/inspect/{m}/{up}/inspect.npz" for m, up in INSPECT_RUNS]
+
+
+# the report's figures; the paper's Figs. 6-7 need a ViT, the resolution ablation its config entry
+FIGURES = (["transfer", "size_ladder", "resolution", "compute", "pretrain_curves"]
+           + (["attention_rollout", "embedding_filters", "posemb_similarity", "attention_distance"]
+              if INSPECT_RUNS else [])
+           + (["resolution_ablation"] if ABLATION_RUNS else []))
 
 
 def bench_args():

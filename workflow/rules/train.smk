@@ -89,3 +89,31 @@ rule fewshot:
     shell:
         "python -m vit.fewshot --checkpoint={input.ckpt} {params.data} --train_split=train+val --test_split=test "
         "--threads={threads} --out={output} > {log} 2>&1"
+
+
+# The resolution ablation (report: "Fine-tuning resolution"): the grid above the checkpoint's
+# resolution again, with the other position-embedding interpolation mode (finetune.posemb_ablation).
+rule finetune_posemb:
+    input:
+        unpack(lambda w: {"init": checkpoint_path(w.model, w.upstream),
+                          "tasks": [f"results/data/{t}/manifest.json" for t in config["finetune"]["tasks"]]}),
+    output:
+        "results/ablation/posemb_{mode}/{model}/{upstream}/runs.json",
+    params:
+        args=ablation_args,
+        launch=launch,
+        out=subpath(output[0], parent=True),
+    wildcard_constraints:
+        mode="bicubic|bilinear_corners",
+    conda:
+        ENV
+    log:
+        "results/logs/ablation/posemb_{mode}-{model}-{upstream}.log",
+    benchmark:
+        "results/benchmarks/ablation/{model}-{upstream}-{mode}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+    shell:
+        "{params.launch} -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
+        "--threads={threads} {params.args} > {log} 2>&1"
