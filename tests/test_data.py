@@ -125,3 +125,24 @@ def test_real_fashion_mnist_from_debian(tmp_path):
     image, label = seq[0]
     assert len(seq) == 10000 and image.size == (28, 28) and label == int(y[0])
     assert np.array_equal(np.asarray(image)[..., 0], x[0, ..., 0])
+
+
+def test_mixup_batches_blend_partners_and_split_like_the_whole_batch():
+    import torch
+
+    from vit import data
+
+    x = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    y = torch.arange(64) % 10
+    xb, tb = data.train_batch(x, y, 3, 16, 0, "crop_flip", mixup=0.2, num_classes=10)
+    assert tb.shape == (16, 10) and torch.allclose(tb.sum(1), torch.ones(16))
+    assert ((tb > 0).sum(1) <= 2).all()  # a blend of two labels
+    plain, labels = data.train_batch(x, y, 3, 16, 0, "crop_flip")
+    lam = tb[torch.arange(16), labels].max().item()  # weight of each image's own label (its partner may share it)
+    assert not torch.allclose(xb, plain) and 0 < lam <= 1
+    halves = [data.train_batch(x, y, 3, 16, 0, "crop_flip", part=p, mixup=0.2, num_classes=10)
+              for p in (slice(0, 8), slice(8, 16))]
+    assert torch.equal(torch.cat([h[0] for h in halves]), xb) and torch.equal(torch.cat([h[1] for h in halves]), tb)
+    again = data.train_batch(x, y, 3, 16, 0, "crop_flip", mixup=0.2, num_classes=10)
+    assert torch.equal(again[0], xb)  # a pure function of (seed, step): resumes see the same blend
+    assert torch.equal(data.train_batch(x, y, 3, 16, 0, "none", mixup=0.0)[0], data.train_batch(x, y, 3, 16, 0, "none")[0])

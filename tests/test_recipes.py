@@ -94,3 +94,26 @@ def test_dropout_goes_where_the_paper_puts_it():
     block = m.blocks[0]
     assert m.pos_drop.p == 0.1 and block.attn.proj_drop.p == 0.1
     assert block.mlp.drop1.p == 0.1 and block.mlp.drop2.p == 0.1 and block.attn.attn_drop.p == 0.0
+
+
+def test_bit_hyperrule_schedule_resolution_and_mixup():
+    from vit import optim
+
+    small = recipes.bit_hyperrule(1_000, (32, 32))
+    assert (small["steps"], small["warmup_steps"], small["mixup"], small["img_size"]) == (500, 100, 0.0, 128)
+    assert small["decay_at"] == [0.4, 0.6, 0.8]  # the code's small-task decays, not the text's 30/60/90 %
+    assert recipes.bit_hyperrule(1_000, (32, 32), variant="paper")["decay_at"] == [0.3, 0.6, 0.9]
+    medium = recipes.bit_hyperrule(20_000, (224, 224))
+    assert (medium["steps"], medium["mixup"], medium["img_size"], medium["decay_at"]) == (10_000, 0.1, 480, [0.3, 0.6, 0.9])
+    assert recipes.bit_hyperrule(499_999, (500, 375))["steps"] == 10_000
+    assert recipes.bit_hyperrule(500_000, (500, 375))["steps"] == 20_000
+    assert recipes.bit_hyperrule(19_999, (95, 96))["img_size"] == 128 and recipes.bit_hyperrule(19_999, (96, 96))["img_size"] == 480
+    assert recipes.bit_hyperrule(5_000, (224, 224), variant="paper")["img_size"] == 384
+    assert recipes.bit_hyperrule(5_000, (224, 224), variant="paper", big_model=True)["img_size"] == 480
+    # the step schedule: warm-up, then /10 at each decay point
+    lrs = [optim.lr_at(s, 500, 0.003, 100, "step", small["decay_at"]) for s in (50, 150, 250, 350, 450)]
+    assert lrs == pytest.approx([0.003 * 51 / 100, 0.003, 3e-4, 3e-5, 3e-6])
+    # every key is a vit.train setting (resize is informational)
+    from vit import train
+
+    train.Config(**{k: v for k, v in small.items() if k != "resize"})

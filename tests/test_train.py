@@ -143,3 +143,12 @@ def test_run_killed_with_sigkill_resumes_to_the_same_final_metrics(digits_dir, t
     wa, wb = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["model"] for d in ("killed", "whole"))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert not list(killed.glob("state-*.pt"))  # removed once the run finished
+
+
+def test_bit_hyperrule_settings_train(digits_dir, tmp_path):
+    """MixUp's soft targets and the step schedule through the real loop (BiT-HyperRule fine-tuning)."""
+    s = train.train(_pretrain_cfg(digits_dir, tmp_path / "bit", optimizer="sgd", schedule="step", decay_at=[0.5],
+                                  mixup=0.1, augment="crop_flip"))
+    lrs = [json.loads(ln)["lr"] for ln in (tmp_path / "bit" / "metrics.jsonl").read_text().splitlines()
+           if json.loads(ln)["split"] == "train"]
+    assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4]) and math.isfinite(s["final_train_loss"])

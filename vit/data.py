@@ -181,11 +181,18 @@ def normalize(x):
     return x.float().div_(127.5).sub_(1.0)
 
 
-def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part: slice = slice(None)):
+def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part: slice = slice(None),
+                mixup: float = 0.0, num_classes: int = 0):
     """Batch number `step` of an epoch-wise shuffle, or the `part` of it that one process or one
     accumulation micro-step trains on. A pure function of (seed, step): a resumed run, or the same run
     split across processes and micro-steps, sees exactly the examples and augmentations of a single
-    process taking the whole batch at once."""
+    process taking the whole batch at once.
+
+    With `mixup` = alpha > 0 (BiT-HyperRule, Zhang et al. 2018), each image is blended with a partner
+    from the same global batch, lam ~ Beta(alpha, alpha) once per step as in BiT's code, and the labels
+    become the same blend of one-hot targets (num_classes wide), which F.cross_entropy takes as
+    probabilities."""
+    import numpy as np
     import torch
 
     n = len(x)
@@ -193,6 +200,8 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
     epoch, i = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     idx = perm[i * batch_size:(i + 1) * batch_size]
+    if augment not in ("none", "crop_flip"):
+        raise ValueError(f"augment={augment!r}: expected 'none' or 'crop_flip'")
     if augment == "crop_flip":
         # draw the whole batch's random crops and flips, then keep this part's: same values however split
         h = x.shape[-2]
@@ -200,12 +209,26 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
         oy, ox = (torch.randint(0, 2 * pad + 1, (len(idx),), generator=gen) for _ in range(2))
         flip = torch.rand(len(idx), generator=gen) < 0.5
-        idx, oy, ox, flip = idx[part], oy[part], ox[part], flip[part]
-        return normalize(_crop_flip(x[idx], oy, ox, flip, pad)), y[idx]
-    if augment != "none":
-        raise ValueError(f"augment={augment!r}: expected 'none' or 'crop_flip'")
-    idx = idx[part]
-    return normalize(x[idx]), y[idx]
+
+    def load(pos):
+        """Images and labels at positions `pos` of the global batch, augmented."""
+        xb = x[idx[pos]]
+        if augment == "crop_flip":
+            xb = _crop_flip(xb, oy[pos], ox[pos], flip[pos], pad)
+        return normalize(xb), y[idx[pos]]
+
+    pos = torch.arange(len(idx))[part]
+    xb, yb = load(pos)
+    if mixup <= 0:
+        return xb, yb
+    if num_classes < 2:
+        raise ValueError("mixup needs num_classes (the width of the blended one-hot targets)")
+    rng = np.random.default_rng(seed * 7_000_003 + step)
+    lam = float(rng.beta(mixup, mixup))
+    partner = torch.from_numpy(rng.permutation(len(idx)))[pos]
+    xp, yp = load(partner)
+    one_hot = lambda t: torch.nn.functional.one_hot(t.long(), num_classes).float()  # noqa: E731
+    return lam * xb + (1 - lam) * xp, lam * one_hot(yb) + (1 - lam) * one_hot(yp)
 
 
 def _crop_flip(xb, oy, ox, flip, pad: int):

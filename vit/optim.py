@@ -15,8 +15,9 @@ def to_steps(epochs: float, steps: int, num_examples: int, batch_size: int) -> i
     raise ValueError("set either steps or epochs to a positive number")
 
 
-def lr_at(step: int, total: int, base: float, warmup: int, schedule: str) -> float:
-    """Linear warm-up, then linear or cosine decay to zero (paper Tables 3 and 4), or constant."""
+def lr_at(step: int, total: int, base: float, warmup: int, schedule: str, decay_at=()) -> float:
+    """Linear warm-up, then linear or cosine decay to zero (paper Tables 3 and 4), constant, or
+    `step`: divided by 10 at each fraction of the total steps in `decay_at` (BiT-HyperRule)."""
     if warmup and step < warmup:
         return base * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -26,7 +27,9 @@ def lr_at(step: int, total: int, base: float, warmup: int, schedule: str) -> flo
         return base * (1.0 - progress)
     if schedule == "constant":
         return base
-    raise ValueError(f"schedule={schedule!r}: expected cosine, linear or constant")
+    if schedule == "step":
+        return base * 0.1 ** sum(step >= round(f * total) for f in decay_at)
+    raise ValueError(f"schedule={schedule!r}: expected cosine, linear, constant or step")
 
 
 def make_optimizer(model: torch.nn.Module, name: str, lr: float, weight_decay: float, momentum: float,

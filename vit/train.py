@@ -59,7 +59,9 @@ class Config:
     momentum: float = 0.9
     beta2: float = 0.999
     warmup_steps: int = 0
-    schedule: str = "cosine"        # cosine | linear | constant, after linear warm-up
+    schedule: str = "cosine"        # cosine | linear | constant | step, after linear warm-up
+    decay_at: list = field(default_factory=list)  # schedule=step: fractions of the steps where lr /= 10
+    mixup: float = 0.0              # MixUp alpha (BiT-HyperRule: 0.1 from 20k training examples)
     grad_clip: float = 1.0          # global norm (0 = off)
     polyak: float = 0.0             # Polyak averaging of the weights (0.9999 for Table 2's ImageNet fine-tunes);
                                     # evaluation, few-shot probes and the checkpoint use the average
@@ -208,8 +210,8 @@ def train(cfg: Config) -> dict:
              for a in range(cfg.accum_steps)]
 
     def fetch(step: int) -> list:
-        return [data.train_batch(x_train, y_train, step, cfg.batch_size, cfg.seed, cfg.augment, part=p)
-                for p in parts]
+        return [data.train_batch(x_train, y_train, step, cfg.batch_size, cfg.seed, cfg.augment, part=p,
+                                 mixup=cfg.mixup, num_classes=manifest["num_classes"]) for p in parts]
 
     ckpt_time, ckpt_saves = 0.0, 0  # the cost of resumability, reported in summary.json
     streamed = isinstance(x_train, data.Streamed)
@@ -221,7 +223,7 @@ def train(cfg: Config) -> dict:
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{cfg.model} {Path(cfg.data).name}",
                mininterval=2.0, unit="step", dynamic_ncols=True, disable=not dist.main)
     for step in bar:
-        lr = optim.lr_at(step, total, cfg.lr, cfg.warmup_steps, cfg.schedule)
+        lr = optim.lr_at(step, total, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.decay_at)
         for group in opt.param_groups:
             group["lr"] = lr
         if device.type == "cuda":
