@@ -152,3 +152,19 @@ def test_bit_hyperrule_settings_train(digits_dir, tmp_path):
     lrs = [json.loads(ln)["lr"] for ln in (tmp_path / "bit" / "metrics.jsonl").read_text().splitlines()
            if json.loads(ln)["split"] == "train"]
     assert lrs == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4]) and math.isfinite(s["final_train_loss"])
+
+
+def test_masked_patch_prediction_pretrains_and_fine_tunes(digits_dir, tmp_path):
+    """Paper sec. 4.6 through the one loop: self-supervised pre-training, then supervised fine-tuning."""
+    with pytest.raises(cli.ConfigError, match="val_split"):
+        train.train(_pretrain_cfg(digits_dir, tmp_path / "bad", objective="mpp"))
+    cfg = dataclasses.replace(_pretrain_cfg(digits_dir, tmp_path / "mpp", objective="mpp", lr=3e-3, ckpt_every=3),
+                              val_split="", steps=6)
+    s = train.train(cfg)
+    losses = [json.loads(ln)["loss"] for ln in (tmp_path / "mpp" / "metrics.jsonl").read_text().splitlines()]
+    assert losses[0] == pytest.approx(math.log(512), abs=0.3) and losses[-1] < losses[0]  # 512 colour classes
+    ckpt = torch.load(tmp_path / "mpp" / "checkpoint.pt", weights_only=False)
+    assert not any(k.startswith(("mask_token", "mpp_head", "vit.")) for k in ckpt["model"])  # a plain ViT
+    ft = train.train(_pretrain_cfg(digits_dir, tmp_path / "ft", init=str(tmp_path / "mpp" / "checkpoint.pt"),
+                                   optimizer="sgd", lr=0.01))
+    assert ft["init"]["head_reset"] and 0 <= ft["eval"]["val"]["top1"] <= 100 and s["images_seen"] == 96

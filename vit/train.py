@@ -62,6 +62,7 @@ class Config:
     schedule: str = "cosine"        # cosine | linear | constant | step, after linear warm-up
     decay_at: list = field(default_factory=list)  # schedule=step: fractions of the steps where lr /= 10
     mixup: float = 0.0              # MixUp alpha (BiT-HyperRule: 0.1 from 20k training examples)
+    objective: str = "classify"     # classify | mpp: masked patch prediction, self-supervised (paper sec. 4.6)
     grad_clip: float = 1.0          # global norm (0 = off)
     polyak: float = 0.0             # Polyak averaging of the weights (0.9999 for Table 2's ImageNet fine-tunes);
                                     # evaluation, few-shot probes and the checkpoint use the average
@@ -135,6 +136,24 @@ def _build(cfg: Config, manifest: dict, device: torch.device):
     return models.to_device(model, device), init_info
 
 
+def _objective(cfg: Config, model, device):
+    """The module the optimiser trains for `cfg.objective`."""
+    if cfg.objective == "classify":
+        return model
+    if cfg.objective != "mpp":
+        raise cli.ConfigError(f"--objective={cfg.objective!r}: expected classify or mpp")
+    if models.grid_size(model) is None:
+        raise cli.ConfigError("--objective=mpp needs a ViT (patch tokens); the model spec builds a convnet")
+    if cfg.val_split or cfg.test_split or cfg.mixup:
+        raise cli.ConfigError("--objective=mpp trains no classifier, so there is nothing to score on val_split / "
+                              "test_split (set them to \"\"; use `fewshot` probes) and no labels to mix (mixup=0)")
+    from vit import mpp
+
+    for p in model.get_classifier().parameters():  # unused by MPP: frozen, so DDP and the optimiser skip it
+        p.requires_grad_(False)
+    return mpp.MaskedPatchPrediction(model).to(device)
+
+
 def _resume(path: Path, model, opt, ema, metrics_path: Path, main: bool) -> tuple[int, float, int, float | None]:
     if not path.exists():
         if main:
@@ -192,17 +211,21 @@ def train(cfg: Config) -> dict:
 
     # ---------------------------------------------------------------- model, optimiser, resume
     model, init_info = _build(cfg, manifest, device)
-    cost = flops.count(model, cfg.img_size, device)
-    opt = optim.make_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.beta2)
+    cost = flops.count(model, cfg.img_size, device)  # the backbone's; MPP's 512-way head on half the tokens aside
+    # `trained` is what the optimiser updates: the model, or for masked patch prediction the model inside
+    # a wrapper with a mask token and a colour head; `model` stays the plain classifier for checkpoints
+    trained = _objective(cfg, model, device)
+    opt = optim.make_optimizer(trained, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.beta2)
     state_path = out / f"state-{chash}.pt"
     metrics_path = out / "metrics.jsonl"
-    ema = ModelEmaV3(model, decay=cfg.polyak) if cfg.polyak else None  # timm's exponential moving average
-    start, train_time, timed_images, loss_ema = _resume(state_path, model, opt, ema, metrics_path, dist.main)
-    scored = ema.module if ema is not None else model  # what evaluation and the checkpoint see
+    ema = ModelEmaV3(trained, decay=cfg.polyak) if cfg.polyak else None  # timm's exponential moving average
+    start, train_time, timed_images, loss_ema = _resume(state_path, trained, opt, ema, metrics_path, dist.main)
+    scored = ema.module if ema is not None else trained  # what evaluation and the checkpoint see
+    scored = getattr(scored, "vit", scored) if cfg.objective == "mpp" else scored
     log = MetricWriter(metrics_path) if dist.main else None
     probe_sets = _fewshot_sets(cfg) if dist.main else {}
-    net = model if dist.world == 1 else torch.nn.parallel.DistributedDataParallel(
-        model, device_ids=[dist.local_rank] if device.type == "cuda" else None)
+    net = trained if dist.world == 1 else torch.nn.parallel.DistributedDataParallel(
+        trained, device_ids=[dist.local_rank] if device.type == "cuda" else None)
 
     # ---------------------------------------------------------------- loop
     # this process's slice of each micro-batch: the same examples a single process would take
@@ -217,7 +240,7 @@ def train(cfg: Config) -> dict:
     streamed = isinstance(x_train, data.Streamed)
     prefetch = concurrent.futures.ThreadPoolExecutor(1) if streamed else None
     next_batches = None
-    model.train()
+    trained.train()
     convnet = models.is_convnet(model)
     history = _history(metrics_path)  # compact curve for summary.json, so reports need no log files
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{cfg.model} {Path(cfg.data).name}",
@@ -241,14 +264,17 @@ def train(cfg: Config) -> dict:
             last = a == cfg.accum_steps - 1
             with contextlib.nullcontext() if last or dist.world == 1 else net.no_sync():  # all-reduce once
                 with _autocast(device):
-                    loss = F.cross_entropy(net(xb), yb, label_smoothing=cfg.label_smoothing) / cfg.accum_steps
+                    if cfg.objective == "mpp":  # through forward, so that DDP synchronises the gradients
+                        loss = net(xb, mpp=True)[0] / cfg.accum_steps
+                    else:
+                        loss = F.cross_entropy(net(xb), yb, label_smoothing=cfg.label_smoothing) / cfg.accum_steps
                 loss.backward()
             loss_value += loss.item()  # synchronises on CUDA
         if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), cfg.grad_clip)
         opt.step()
         if ema is not None:
-            ema.update(model)
+            ema.update(trained)
         dt = time.perf_counter() - t0
         if step - start >= 2:  # the first steps of a process pay for allocation and kernel selection
             train_time += dt
@@ -268,11 +294,11 @@ def train(cfg: Config) -> dict:
                 log.write(step=step + 1, split="fewshot", **fewshot.fewshot_summary(scored, probe_sets, cfg.img_size,
                                                                                     device=device))
             history.append({"step": step + 1, "split": cfg.val_split, "loss": result["loss"], "top1": result["top1"]})
-            model.train()
+            trained.train()
         if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and step + 1 < total:
             t_save = time.perf_counter()
             # the schedule is a pure function of (step, config) and batches of (seed, step): step restores both
-            save_torch(state_path, {"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
+            save_torch(state_path, {"model": trained.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
                                     "train_time_s": train_time, "timed_images": timed_images,
                                     "rng": torch.get_rng_state(), "loss_ema": loss_ema,
                                     "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
