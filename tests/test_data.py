@@ -146,3 +146,20 @@ def test_mixup_batches_blend_partners_and_split_like_the_whole_batch():
     again = data.train_batch(x, y, 3, 16, 0, "crop_flip", mixup=0.2, num_classes=10)
     assert torch.equal(again[0], xb)  # a pure function of (seed, step): resumes see the same blend
     assert torch.equal(data.train_batch(x, y, 3, 16, 0, "none", mixup=0.0)[0], data.train_batch(x, y, 3, 16, 0, "none")[0])
+
+
+def test_randaugment_is_per_image_deterministic_and_split_invariant():
+    import torch
+
+    from vit import data
+
+    x = torch.randint(0, 256, (64, 3, 16, 16), dtype=torch.uint8)
+    y = torch.arange(64) % 10
+    xb, _ = data.train_batch(x, y, 5, 16, 0, "randaugment")
+    flip_only, _ = data.train_batch(x, y, 5, 16, 0, "crop_flip")
+    assert not torch.equal(xb, flip_only) and xb.shape == flip_only.shape
+    halves = torch.cat([data.train_batch(x, y, 5, 16, 0, "randaugment", part=p)[0] for p in (slice(0, 8), slice(8, 16))])
+    assert torch.equal(halves, xb)
+    state = torch.get_rng_state()
+    assert torch.equal(data.train_batch(x, y, 5, 16, 0, "randaugment")[0], xb)
+    assert torch.equal(torch.get_rng_state(), state)  # the training RNG is not consumed

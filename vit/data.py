@@ -200,9 +200,9 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
     epoch, i = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     idx = perm[i * batch_size:(i + 1) * batch_size]
-    if augment not in ("none", "crop_flip"):
-        raise ValueError(f"augment={augment!r}: expected 'none' or 'crop_flip'")
-    if augment == "crop_flip":
+    if augment not in ("none", "crop_flip", "randaugment"):
+        raise ValueError(f"augment={augment!r}: expected none, crop_flip or randaugment")
+    if augment != "none":
         # draw the whole batch's random crops and flips, then keep this part's: same values however split
         h = x.shape[-2]
         pad = max(1, h // 8)
@@ -213,8 +213,10 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
     def load(pos):
         """Images and labels at positions `pos` of the global batch, augmented."""
         xb = x[idx[pos]]
-        if augment == "crop_flip":
+        if augment != "none":
             xb = _crop_flip(xb, oy[pos], ox[pos], flip[pos], pad)
+        if augment == "randaugment":
+            xb = _randaugment(xb, [seed * 1_000_003 + step * 65_537 + int(p) for p in pos])
         return normalize(xb), y[idx[pos]]
 
     pos = torch.arange(len(idx))[part]
@@ -229,6 +231,24 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
     xp, yp = load(partner)
     one_hot = lambda t: torch.nn.functional.one_hot(t.long(), num_classes).float()  # noqa: E731
     return lam * xb + (1 - lam) * xp, lam * one_hot(yb) + (1 - lam) * one_hot(yp)
+
+
+RANDAUGMENT = {"num_ops": 2, "magnitude": 9}  # torchvision's defaults (Cubuk et al. 2020)
+
+
+def _randaugment(xb, seeds: list[int]):
+    """RandAugment, the input noise of Noisy Student students: each image its own two random ops,
+    drawn from its own seed, so the result does not depend on how a batch is split."""
+    import torch
+    from torchvision.transforms import v2
+
+    ra = v2.RandAugment(**RANDAUGMENT)
+    out = torch.empty_like(xb)
+    with torch.random.fork_rng(devices=[]):  # leave the training RNG (dropout, resume state) untouched
+        for i, s in enumerate(seeds):
+            torch.manual_seed(s)
+            out[i] = ra(xb[i])
+    return out
 
 
 def _crop_flip(xb, oy, ox, flip, pad: int):

@@ -67,7 +67,7 @@ class Config:
     polyak: float = 0.0             # Polyak averaging of the weights (0.9999 for Table 2's ImageNet fine-tunes);
                                     # evaluation, few-shot probes and the checkpoint use the average
     label_smoothing: float = 0.0
-    augment: str = "none"           # none | crop_flip
+    augment: str = "none"           # none | crop_flip | randaugment (crop_flip + RandAugment: Noisy Student)
     seed: int = 0
     eval_every: int = 0
     log_every: int = 25
