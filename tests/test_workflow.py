@@ -97,6 +97,11 @@ def test_smoke_preset_end_to_end(tmp_path):
     vit = compute[compute.model == "vit"]
     assert ((vit.fwd_flops_per_img / vit.fwd_flops_formula - 1).abs() < 0.01).all()
     assert "### The paper's runs, at paper scale" in report and "- packages: python" in report
+    # sec. 4.6: the self-supervised ViT against the same ViT from scratch and supervised
+    ssl = report.split("## Self-supervised pre-training (paper sec. 4.6)")[1].split("\n## ")[0]
+    for arm in ("from scratch", "masked patch prediction on Shapes-1k (no labels)", "supervised on Shapes-1k"):
+        assert arm in ssl, arm
+    assert "points from training from scratch" in ssl and "79.9 %" in ssl
     assert "Nothing to be done" in smk(tmp_path, configfile=REPO / "configs" / "smoke.yaml").stderr
     smk(tmp_path, "--report", "report.html", configfile=REPO / "configs" / "smoke.yaml")
     assert (tmp_path / "report.html").stat().st_size > 50_000

@@ -225,6 +225,46 @@ def ablation_table(summary: pd.DataFrame, ablation: pd.DataFrame, config: dict) 
     return pd.concat(tidy, ignore_index=True), pd.DataFrame(rows)
 
 
+def ssl_table(summary: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, list[str]]:
+    """Paper sec. 4.6: each self-supervised (masked patch prediction) checkpoint against the same
+    architecture from scratch and pre-trained with labels on the same set. Returns the table and one
+    sentence per resolution with the gaps, in points of mean top-1 over tasks."""
+    per_model = config["pretrain"].get("per_model", {})
+    rows, sentences = [], []
+    for model, up in plan.pretrain_runs(config):
+        if per_model.get(model, {}).get("objective", "classify") == "classify":
+            continue
+        spec = plan.model_spec(config, model)
+        twins = [m for m, u in plan.pretrain_runs(config) if u == up and m != model
+                 and plan.model_spec(config, m) == spec and m not in per_model]
+        arms = [(model, "scratch", "from scratch (no pre-training)")] if model in config["finetune"]["from_scratch"] else []
+        twin = twins[0] if twins else None
+        if twin and twin in config["finetune"]["from_scratch"]:
+            arms = [(twin, "scratch", "from scratch (no pre-training)")]
+        arms.append((model, up, f"masked patch prediction on {config['datasets'][up]['label']} (no labels)"))
+        if twin:
+            arms.append((twin, up, f"supervised on {config['datasets'][up]['label']}"))
+        for res in sorted(summary.resolution.unique()):
+            means = {}
+            for m, u, label in arms:
+                g = summary[(summary.model == m) & (summary.upstream == u) & (summary.resolution == res)]
+                if g.empty:
+                    continue
+                row = {"architecture": config["models"][m]["label"], "pre-training": label, "res": res}
+                for t in config["finetune"]["tasks"]:
+                    row[config["datasets"][t].get("label", t)] = fmt(g[g.task == t].top1)
+                means[label.split(" ")[0]] = g.groupby("seed").top1.mean()
+                row["mean over tasks"] = fmt(means[label.split(" ")[0]])
+                row["n seeds"] = g.seed.nunique()
+                rows.append(row)
+            if {"from", "masked", "supervised"} <= set(means):
+                sentences.append(
+                    f"At {res} px masked patch prediction is {means['masked'].mean() - means['from'].mean():+.1f} points "
+                    f"from training from scratch and {means['masked'].mean() - means['supervised'].mean():+.1f} from "
+                    f"supervised pre-training (mean top-1 over tasks).")
+    return pd.DataFrame(rows), sentences
+
+
 def cost_table(compute: pd.DataFrame) -> pd.DataFrame:
     """Measured compute per stage and model: sums over runs, medians of the rates."""
     return compute.groupby(["stage", "model"]).agg(
@@ -453,6 +493,27 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
             "throws away pre-training. The paper resamples (sec. 3.2).",
             "",
         ]
+    ssl, ssl_text = ssl_table(summary, config)
+    if len(ssl):
+        paper_mpp = reference.get("pretrain_hparams", {}).get("self_supervised_masked_patch", {})
+        lines += [
+            "## Self-supervised pre-training (paper sec. 4.6)",
+            "",
+            "The same ViT pre-trained on the same images without their labels, by masked patch prediction "
+            "(half the patch embeddings corrupted: 80 % a learned mask token, 10 % another patch, 10 % unchanged; "
+            "the model predicts each corrupted patch's 3-bit mean colour, 512 classes; `vit/mpp.py`), then "
+            "fine-tuned exactly like the supervised checkpoints; beside it the same architecture from scratch and "
+            "pre-trained with labels.",
+            "",
+            ssl.to_markdown(index=False),
+            "",
+            " ".join(ssl_text) + (
+                f" The paper (sec. 4.6): ViT-B/16 pre-trained this way on JFT reaches "
+                f"{paper_mpp.get('imagenet_top1_after_finetune', '?')} % ImageNet top-1 after fine-tuning, "
+                f"{paper_mpp.get('vs_scratch', '?')} over training from scratch and {paper_mpp.get('vs_supervised', '?')} "
+                "below supervised pre-training (paper's numbers)." if paper_mpp else ""),
+            "",
+        ]
     lines += [
         "## Compute (paper Fig. 5)",
         "",
@@ -540,6 +601,8 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
             "<h2>VTAB-style aggregate</h2>", groups.to_html(index=False)]
     if len(abl_tab):
         html += ["<h2>Resolution ablation</h2>", abl_tab.to_html(index=False)]
+    if len(ssl):
+        html += ["<h2>Self-supervised pre-training (sec. 4.6)</h2>", ssl.to_html(index=False)]
     html += ["<h2>Pre-training runs</h2>", pre_tab.to_html(index=False),
              "<h2>Compute, measured</h2>", cost.to_html(index=False),
              "<h2>Snakemake job records</h2>", job_tab.to_html(index=False),

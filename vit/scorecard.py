@@ -33,7 +33,11 @@ def _diff(a: pd.Series, b: pd.Series) -> tuple[float, float]:
 
 
 def _family(config: dict, model: str) -> str:
+    """vit, resnet or other; models pre-trained without labels (sec. 4.6) are kept out of the supervised
+    comparisons the claims make."""
     spec = plan.model_spec(config, model)
+    if config.get("pretrain", {}).get("per_model", {}).get(model, {}).get("objective", "classify") != "classify":
+        return "self-supervised"
     if plan.is_vit(spec):
         return "vit"
     name = str(spec.get("name", ""))
