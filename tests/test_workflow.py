@@ -67,7 +67,8 @@ def test_smoke_preset_end_to_end(tmp_path):
     smk(tmp_path, configfile=REPO / "configs" / "smoke.yaml")
     cfg = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
     summary = pd.read_parquet(tmp_path / "results" / "summary.parquet")
-    n_ckpts = sum(len(v) for v in cfg["pretrain"]["runs"].values()) + len(cfg["finetune"]["from_scratch"])
+    n_ckpts = (sum(len(v) for v in cfg["pretrain"]["runs"].values()) + len(cfg["finetune"]["from_scratch"])
+               + cfg["noisy_student"]["iterations"])  # one student per Noisy Student iteration
     expected = n_ckpts * len(cfg["finetune"]["tasks"]) * len(cfg["finetune"]["resolutions"]) * len(cfg["seeds"])
     assert len(summary) == expected
     assert {"model", "upstream", "task", "resolution", "seed", "top1", "pretrain_flops",
@@ -102,6 +103,13 @@ def test_smoke_preset_end_to_end(tmp_path):
     for arm in ("from scratch", "masked patch prediction on Shapes-1k (no labels)", "supervised on Shapes-1k"):
         assert arm in ssl, arm
     assert "points from training from scratch" in ssl and "79.9 %" in ssl
+    # Noisy Student: teacher, then one student per iteration, each trained on labelled + pseudo-labelled images
+    ns = report.split("## Noisy Student (the Table 2 baseline's recipe)")[1].split("\n## ")[0]
+    rows = [r for r in ns.splitlines() if r.startswith("|") and ("teacher" in r or "student" in r)]
+    assert len(rows) == 1 + cfg["noisy_student"]["iterations"] and "pseudo-labelled (" in rows[1]
+    assert "(iteration 2)" in table2
+    manifest = yaml.safe_load((tmp_path / "results" / "data" / "ns2_shapes_l" / "manifest.json").read_text())
+    assert manifest["source"] == "noisy_student" and manifest["info"]["teacher"].endswith("effnet_ns/ns1_shapes_l/checkpoint.pt")
     assert "Nothing to be done" in smk(tmp_path, configfile=REPO / "configs" / "smoke.yaml").stderr
     smk(tmp_path, "--report", "report.html", configfile=REPO / "configs" / "smoke.yaml")
     assert (tmp_path / "report.html").stat().st_size > 50_000

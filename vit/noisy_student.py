@@ -208,11 +208,13 @@ def _publish(stage: Path, out: Path, manifest: dict) -> dict:
             shutil.rmtree(stage)
             print(f"{out}: already holds these exact files; kept as it is")
             return data.read_manifest(out)
-        if old.exists() or any(out.iterdir()):
+        if old.exists():
             shutil.rmtree(stage)
             raise cli.ConfigError(f"--out={out}: exists and differs from what this run computes; "
                                   f"delete it to regenerate it (a student trained on it would be orphaned)")
-        out.rmdir()  # an empty folder (a workflow may create it)
+        # no manifest: never published whole (publishing is one rename), or invalidated by Snakemake,
+        # which deletes a job's declared output (the manifest) before rerunning it
+        shutil.rmtree(out)
     os.rename(stage, out)  # atomic: readers see the whole dataset or none of it
     return manifest
 

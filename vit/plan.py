@@ -14,8 +14,27 @@ def model_spec(config: dict, model: str) -> dict:
 
 
 def pretrain_runs(config: dict) -> list[tuple[str, str]]:
-    """(model, upstream) pairs pre-trained here."""
-    return [(m, up) for m, ups in config.get("pretrain", {}).get("runs", {}).items() for up in ups]
+    """(model, upstream) pairs pre-trained here: pretrain.runs, then the Noisy Student students."""
+    return ([(m, up) for m, ups in config.get("pretrain", {}).get("runs", {}).items() for up in ups]
+            + [(it["student"], it["dataset"]) for it in noisy_student(config)])
+
+
+def noisy_student(config: dict) -> list[dict]:
+    """The Noisy Student iterations (config `noisy_student`; Xie et al. 2020): iteration i pseudo-labels
+    the pool with its teacher into dataset `ns<i>_<labelled>` (labelled set + pseudo-labelled images,
+    vit.noisy_student) and pre-trains the student on it; the student is the next iteration's teacher.
+    Iteration 1's teacher is a checkpoint of pretrain.runs."""
+    ns = config.get("noisy_student")
+    if not ns:
+        return []
+    labelled = ns["teacher"]["upstream"]
+    teacher, out = (ns["teacher"]["model"], labelled), []
+    for i in range(1, ns.get("iterations", 2) + 1):
+        name = f"ns{i}_{labelled}"
+        out.append({"iteration": i, "dataset": name, "teacher": teacher, "student": ns["student"],
+                    "labelled": labelled, "pool": ns["pool"]})
+        teacher = (ns["student"], name)
+    return out
 
 
 def released(config: dict) -> dict[tuple[str, str], dict]:
@@ -33,15 +52,21 @@ def finetune_runs(config: dict) -> list[tuple[str, str]]:
 
 def upstreams(config: dict) -> list[str]:
     """Upstream sets, pre-trained on here or behind released weights, smallest first."""
-    names = {up for _, up in pretrain_runs(config)} | {up for _, up in released(config)}
-    return sorted(names, key=lambda u: config["datasets"][u].get("train", 0))
+    pseudo = {it["dataset"] for it in noisy_student(config)}  # a student's set is not an upstream size
+    names = {up for _, up in pretrain_runs(config) if up not in pseudo} | {up for _, up in released(config)}
+    return sorted(names, key=lambda u: (config["datasets"][u].get("train", 0), u))
 
 
 def pretrain_settings(config: dict, model: str, upstream: str) -> dict:
     """vit.train settings of one pre-training run: pretrain.train, the upstream's epochs, then the
     model's own values (pretrain.per_model: Table 3's per-model learning rates, epochs)."""
     pre = config["pretrain"]
-    return dict(pre["train"], epochs=pre["epochs"][upstream], **pre.get("per_model", {}).get(model, {}))
+    ns = {it["dataset"]: it for it in noisy_student(config)}
+    own = pre.get("per_model", {}).get(model, {})
+    if upstream in ns:  # a student: the labelled set's epochs, with the student's noise settings
+        return {**pre["train"], "epochs": pre["epochs"][ns[upstream]["labelled"]], **own,
+                **config["noisy_student"].get("train", {})}
+    return {**pre["train"], "epochs": pre["epochs"][upstream], **own}
 
 
 def finetune_grid(config: dict) -> dict:

@@ -84,6 +84,7 @@ rule report:
         peak="results/compute/peak.json",
         ablation=ablation_files(),
         inspect=inspect_files(),
+        ns=[f"results/data/{d}/manifest.json" for d in NOISY_STUDENT],
         pretrain=pretrain_files("summary.json"),
     output:
         summary="results/summary.parquet",
@@ -97,7 +98,8 @@ rule report:
         ),
     params:
         config=render({"config": config}),
-        extra=lambda w, input: render({"ablation": list(input.ablation), "inspect": list(input.inspect)}),
+        extra=lambda w, input: render({"ablation": list(input.ablation), "inspect": list(input.inspect),
+                                         "ns_manifests": list(input.ns)}),
         reports=subpath(output.report, parent=True),
     conda:
         ENV

@@ -27,6 +27,15 @@ RELEASED = plan.released(config)
 for (_m, _up), _spec in RELEASED.items():
     config["datasets"].setdefault(_up, {"source": "released", "group": "upstream", "label": _spec.get("label", _up),
                                         "stands_for": _spec.get("label", _up), "train": _spec.get("examples", 0)})
+# Noisy Student: each iteration's pseudo-labelled set becomes a dataset entry, made by rule
+# pseudo_label (not prepare) from its teacher's checkpoint, the labelled set and the unlabelled pool.
+NOISY_STUDENT = {it["dataset"]: it for it in plan.noisy_student(config)}
+for _name, _it in NOISY_STUDENT.items():
+    _lab = config["datasets"].get(_it["labelled"], {})
+    config["datasets"].setdefault(_name, {
+        "source": "noisy_student", "group": "upstream", "train": _lab.get("train", 0),
+        "label": f"{_lab.get('label', _it['labelled'])} + pseudo-labelled pool (NS iteration {_it['iteration']})",
+        "stands_for": "ImageNet + pseudo-labelled JFT-300M"})
 
 
 with open(os.path.join(workflow.basedir, "schemas", "config.schema.yaml")) as _f:
@@ -71,6 +80,13 @@ def _check_config():
                                 f"give it a VTAB group (natural, specialized, structured)")
     for model in config["finetune"]["from_scratch"]:
         need("model", model, "finetune.from_scratch", models)
+    if "noisy_student" in config:
+        ns = config["noisy_student"]
+        need("model", ns["student"], "noisy_student.student", models)
+        need("dataset", ns["pool"], "noisy_student.pool", datasets)
+        if ns["teacher"]["upstream"] not in config["pretrain"].get("runs", {}).get(ns["teacher"]["model"], []):
+            raise WorkflowError(f"config: noisy_student.teacher {ns['teacher']} is not a run of pretrain.runs "
+                                f"(iteration 1's teacher is one of this config's pre-trained checkpoints)")
     checkpoints = set(plan.pretrain_runs(config)) | set(RELEASED)
     for model, ups in config["finetune"].get("posemb_ablation", {}).items():
         for up in ups:
@@ -128,6 +144,18 @@ def finetune_inputs(wildcards):
     elif wildcards.upstream != "scratch":
         inputs["init"] = f"results/pretrain/{wildcards.model}/{wildcards.upstream}/checkpoint.pt"
     return inputs
+
+
+def prepared_pattern():
+    """prepare's `dataset` wildcard: every name but the pseudo-labelled sets (rule pseudo_label)."""
+    # the lookahead sees the rest of the path too ("ns1_x/manifest.json"), so a name ends at a non-word character
+    return "(?!(?:" + "|".join(NOISY_STUDENT) + ")(?![A-Za-z0-9_]))[A-Za-z0-9_]+" if NOISY_STUDENT else "[A-Za-z0-9_]+"
+
+
+def pseudo_label_inputs(wildcards):
+    it = NOISY_STUDENT[wildcards.dataset]
+    return {"teacher": checkpoint_path(*it["teacher"]), "labelled": f"results/data/{it['labelled']}/manifest.json",
+            "pool": f"results/data/{it['pool']}/manifest.json"}
 
 
 def checkpoint_path(model, upstream):
