@@ -22,8 +22,9 @@ def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _paddi
 
 
 def count(model: torch.nn.Module, img_size: int, device: str | torch.device = "cpu",
-          batch: int = 2, in_chans: int = 3) -> dict:
-    """Forward and training (forward + backward) FLOPs per image at `img_size` (1 multiply-add = 2 FLOPs)."""
+          batch: int = 2, in_chans: int = 3, backward: bool = True) -> dict:
+    """Forward and training (forward + backward) FLOPs per image at `img_size` (1 multiply-add = 2 FLOPs).
+    backward=False counts the forward alone (no graph is kept; train_flops_per_img is then absent)."""
     was_training = model.training
     model.train()
     # FlopCounterMode has no formula for the CPU flash-attention kernel: count the plain
@@ -33,17 +34,20 @@ def count(model: torch.nn.Module, img_size: int, device: str | torch.device = "c
         m.fused_attn = False
     x = torch.randn(batch, in_chans, img_size, img_size, device=device)
     mapping = {aten.convolution_backward: _conv_backward_flop}
-    with FlopCounterMode(display=False, custom_mapping=mapping) as fwd_counter:
-        out = model(x)
-    fwd = fwd_counter.get_total_flops()
-    with FlopCounterMode(display=False, custom_mapping=mapping) as bwd_counter:
-        out.float().sum().backward()
-    bwd = bwd_counter.get_total_flops()
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    for m, value in fused.items():
-        m.fused_attn = value
-    return {"fwd_flops_per_img": fwd / batch, "train_flops_per_img": (fwd + bwd) / batch}
+    try:
+        with torch.set_grad_enabled(backward), FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+            out = model(x)
+        result = {"fwd_flops_per_img": counter.get_total_flops() / batch}
+        if backward:
+            with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
+                out.float().sum().backward()
+            result["train_flops_per_img"] = result["fwd_flops_per_img"] + counter.get_total_flops() / batch
+            model.zero_grad(set_to_none=True)
+        return result
+    finally:
+        model.train(was_training)
+        for m, value in fused.items():
+            m.fused_attn = value
 
 
 def vit_forward_flops(img_size: int, patch: int, dim: int, depth: int, mlp_dim: int, num_classes: int,

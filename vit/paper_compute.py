@@ -40,13 +40,11 @@ import functools
 import math
 import re
 from dataclasses import dataclass
-from importlib import resources
-from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from vit import cli, flops, models, zoo
+from vit.recipes import load_reference
 from vit.cost import PEAKS
 from vit.logs import write_parquet
 
@@ -76,11 +74,6 @@ class Config:
     reference: str = ""     # default: the copy shipped in the vit package
 
 
-def load_reference(path: str = "") -> dict:
-    text = Path(path).read_text() if path else resources.files("vit").joinpath("reference.yaml").read_text()
-    return yaml.safe_load(text)
-
-
 def family(model: str) -> str:
     if "ResNet" in model:
         return "ResNet (BiT)"
@@ -99,19 +92,12 @@ def vit_forward_gflops(model: str, reference: dict, img_size: int = IMG_SIZE) ->
 
 
 def counted_forward_gflops(spec: dict, img_size: int = IMG_SIZE) -> float:
-    """Forward GFLOPs counted by FlopCounterMode on the meta device, backbone only (num_classes=0).
-    Forward only: the same count as vit.flops.count's forward (tested), without its backward pass."""
+    """Forward GFLOPs counted by FlopCounterMode (vit.flops.count) on the meta device, backbone only."""
     import torch
-    from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        model = models.create(spec, 0, img_size).eval()
-    for m in model.modules():
-        if hasattr(m, "fused_attn"):  # as vit.flops.count: count the plain matmul-softmax-matmul path
-            m.fused_attn = False
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.empty(1, 3, img_size, img_size, device="meta"))
-    return counter.get_total_flops() / 1e9
+        model = models.create(spec, 0, img_size)
+    return flops.count(model, img_size, device="meta", backward=False)["fwd_flops_per_img"] / 1e9
 
 
 def _spec(model: str) -> dict:

@@ -4,6 +4,17 @@ against the fact sheet (vit/reference.yaml), key by key.
 """
 from __future__ import annotations
 
+from importlib import resources
+from pathlib import Path
+
+
+def load_reference(path: str = "") -> dict:
+    """The paper fact sheet: vit/reference.yaml as shipped in the package, or a copy at `path`."""
+    import yaml
+
+    text = Path(path).read_text() if path else resources.files("vit").joinpath("reference.yaml").read_text()
+    return yaml.safe_load(text)
+
 # Table 3 rows: (models, dataset, epochs, base lr, decay, weight decay, dropout).
 # ViT-L/16 and R50+ViT-L/16 on JFT were run for 7 and 14 epochs; ViT-L on ImageNet-21k for 30 and 90.
 PRETRAIN_TABLE = [

@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from vit import cli, plan, plots
 from vit.logs import atomic_write_bytes, read_json, write_parquet
+from vit.recipes import load_reference
 
 PAPER_COLUMNS = {"imagenet": "ImageNet", "imagenet_real": "ImageNet ReaL", "cifar10": "CIFAR-10",
                  "cifar100": "CIFAR-100", "pets": "Oxford-IIIT Pets", "flowers102": "Oxford Flowers-102",
@@ -680,8 +679,7 @@ def report(cfg: Config) -> None:
 
     if not (cfg.runs and cfg.vtab and cfg.compute and cfg.summary and cfg.config):
         raise cli.ConfigError("--runs, --vtab, --compute, --summary and --config are required")
-    ref_path = cfg.reference or resources.files("vit") / "reference.yaml"
-    reference = yaml.safe_load(Path(ref_path).read_text())
+    reference = load_reference(cfg.reference)
     runs, vtab = pd.read_parquet(cfg.runs), pd.read_parquet(cfg.vtab)
     compute = pd.read_parquet(cfg.compute)
     jobs = pd.read_parquet(cfg.jobs) if cfg.jobs else pd.DataFrame()

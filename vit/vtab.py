@@ -14,16 +14,16 @@ test top-1 beside the paper's Table 9.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
 from vit import cli
 from vit.datasets import VTAB_TASKS, vtab_task
 from vit.evaluate import run_rows
 from vit.logs import atomic_write_bytes, read_json, write_json, write_parquet
+from vit.recipes import load_reference
+from vit.report import fmt
 
 PAPER_ROWS = ("ViT-H/14_JFT", "ViT-L/16_JFT", "ViT-L/16_I21k")
 
@@ -62,12 +62,8 @@ def select(cfg: Config) -> dict:
     return result
 
 
-def _fmt(v: pd.Series) -> str:
-    return f"{v.mean():.1f} ± {v.std(ddof=1):.1f}" if len(v) > 1 else f"{v.mean():.1f}"
-
-
 def report(cfg: Config) -> pd.DataFrame:
-    ref = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text())["vtab_table9"]
+    ref = load_reference()["vtab_table9"]
     paper = {row: dict(zip(ref["task_order"], ref[row])) for row in PAPER_ROWS}
     runs = run_rows(cfg.inputs)
     runs["folder"] = runs.task.map(task_folder)
@@ -76,7 +72,7 @@ def report(cfg: Config) -> pd.DataFrame:
     for t in order:
         r = runs[runs.folder == t.folder]
         rows.append({"task": t.paper, "group": t.group, "top1": r.top1.mean(), "sd": r.top1.std(ddof=1),
-                     "n_seeds": r.seed.nunique(), "ours": _fmt(r.top1),
+                     "n_seeds": r.seed.nunique(), "ours": fmt(r.top1),
                      **{f"{row} (paper)": paper[row][t.paper] for row in PAPER_ROWS}})
     table = pd.DataFrame(rows)
     Path(cfg.table).parent.mkdir(parents=True, exist_ok=True)
@@ -93,7 +89,7 @@ def report(cfg: Config) -> pd.DataFrame:
             continue
         seed_means = g.groupby("seed").top1.mean()
         groups.append({"group": f"{name} ({len(tasks)} of {sum(1 for t in VTAB_TASKS if sel in (None, t.group))})",
-                       "ours": _fmt(seed_means),
+                       "ours": fmt(seed_means),
                        **{f"{row} (paper)": round(tasks[f"{row} (paper)"].mean(), 1) for row in PAPER_ROWS}})
     chosen = read_json(cfg.selected) if cfg.selected else {}
     lines = [f"# VTAB-1k: {cfg.model or 'our model'} beside the paper's Table 9", "",
