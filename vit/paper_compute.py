@@ -119,6 +119,16 @@ def _counted(model: str) -> float:  # a second table (another MFU, the tests) do
     return counted_forward_gflops(_spec(model))
 
 
+def figure5(reference: dict) -> pd.DataFrame:
+    """The paper's Fig. 5 points (= Table 6, reference.yaml figure5_data): model, family, epochs,
+    exaFLOPs, Average-5 transfer (mean of ImageNet, CIFAR-10/100, Pets, Flowers)."""
+    fig5 = reference["figure5_data"]
+    cols = fig5["columns"]
+    rows = [dict(zip(cols, v), model=k) for k, v in fig5.items() if k != "columns" and isinstance(v, list)]
+    return pd.DataFrame([{"model": r["model"], "family": family(r["model"]), "epochs": r["epochs"],
+                          "exaflops": r["exaflops"], "average5": r["average5_derived"]} for r in rows])
+
+
 def _table6_runs(reference: dict) -> list[dict]:
     fig5 = reference["figure5_data"]
     col = fig5["columns"].index("epochs")

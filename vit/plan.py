@@ -77,6 +77,11 @@ def finetune_grid(config: dict) -> dict:
     return grid
 
 
+def self_supervised(config: dict, model: str) -> bool:
+    """Pre-trained without labels (pretrain.per_model objective other than classify; paper sec. 4.6)."""
+    return config.get("pretrain", {}).get("per_model", {}).get(model, {}).get("objective", "classify") != "classify"
+
+
 def is_vit(spec: dict) -> bool:
     """A plain ViT (patch tokens + learned position embeddings): what vit.inspect can look into."""
     arch, name = spec.get("arch"), str(spec.get("name", ""))
@@ -85,12 +90,14 @@ def is_vit(spec: dict) -> bool:
 
 
 def inspect_runs(config: dict) -> list[tuple[str, str]]:
-    """(model, upstream) of every ViT on its largest upstream set: the paper's Figs. 6-7 come from its
-    biggest pre-training (JFT-300M); ours from the largest set each ViT saw."""
+    """(model, upstream) of every supervised ViT on its largest upstream set: the paper's Figs. 6-7 come
+    from its biggest supervised pre-training (JFT-300M); ours from the largest set each ViT saw."""
     order = upstreams(config)
     largest: dict[str, str] = {}
     for model, up in pretrain_runs(config) + list(released(config)):
-        if is_vit(model_spec(config, model)) and order.index(up) >= order.index(largest.get(model, up)):
+        if up not in order or self_supervised(config, model) or not is_vit(model_spec(config, model)):
+            continue
+        if order.index(up) >= order.index(largest.get(model, up)):
             largest[model] = up
     return sorted(largest.items())
 

@@ -78,23 +78,12 @@ def resolution(summary: pd.DataFrame, upstream: str, upstream_label: str, path) 
     plt.close(g.figure)
 
 
-def paper_compute_points(figure5: dict) -> pd.DataFrame:
-    """reference.yaml figure5_data (= Table 6) as rows: model, family, exaFLOPs, Average-5."""
-    cols = figure5["columns"]
-    rows = []
-    for model, values in figure5.items():
-        if model != "columns" and isinstance(values, list) and len(values) == len(cols):
-            v = dict(zip(cols, values))
-            family = "hybrid" if "+" in model else "ViT" if model.startswith("ViT") else "ResNet (BiT)"
-            rows.append({"model": model, "family": family, "exaflops": v["exaflops"],
-                         "average5": v["average5_derived"]})
-    return pd.DataFrame(rows)
-
-
-def compute(scores: pd.DataFrame, path, paper: dict | None = None) -> None:
+def compute(scores: pd.DataFrame, path, paper: pd.DataFrame | None = None) -> None:
     """Paper Fig. 5: transfer accuracy against pre-training compute, per model family; with `paper`
-    (reference.yaml figure5_data) the paper's points in a panel beside ours."""
-    fig, axes = plt.subplots(1, 2 if paper else 1, figsize=(11.5 if paper else 6.5, 4.2), squeeze=False)
+    (vit.paper_compute.figure5: family, exaflops, average5) the paper's points in a panel beside ours."""
+    paper = paper if paper is not None and len(paper) else None
+    fig, axes = plt.subplots(1, 2 if paper is not None else 1, figsize=(11.5 if paper is not None else 6.5, 4.2),
+                             squeeze=False)
     ax = axes[0, 0]
     scores = scores[scores.pretrain_pflops > 0]
     if scores.empty:
@@ -105,9 +94,8 @@ def compute(scores: pd.DataFrame, path, paper: dict | None = None) -> None:
     ax.set(xlabel="pre-training compute (PFLOPs, measured)", ylabel="mean test top-1 over tasks (%)",
            title="Ours: transfer vs pre-training compute")
     ax.legend(title=None, fontsize=8)
-    if paper:
-        d = paper_compute_points(paper)
-        sns.scatterplot(data=d, x="exaflops", y="average5", hue="family", style="family", s=60, ax=axes[0, 1])
+    if paper is not None:
+        sns.scatterplot(data=paper, x="exaflops", y="average5", hue="family", style="family", s=60, ax=axes[0, 1])
         axes[0, 1].set_xscale("log")
         axes[0, 1].set(xlabel="pre-training exaFLOPs (paper, Table 6)", ylabel="Average-5 top-1 (%), paper",
                        title="Paper (Fig. 5 / Table 6, JFT-300M)")

@@ -103,16 +103,21 @@ def fmt(values: pd.Series) -> str:
 
 
 # ----------------------------------------------------------------------------- markdown tables
+def task_cells(g: pd.DataFrame, config: dict) -> dict:
+    """One table row's cells for runs `g`: each task's top-1 (mean ± sd over seeds) and the VTAB-style
+    mean over tasks (per seed, then mean ± sd over seeds)."""
+    cells = {config["datasets"][t].get("label", t): fmt(g[g.task == t].top1) for t in config["finetune"]["tasks"]}
+    cells["mean over tasks"] = fmt(g.groupby("seed").top1.mean())
+    return cells
+
+
 def task_table(summary: pd.DataFrame, config: dict) -> pd.DataFrame:
     """Rows: model x upstream x resolution; columns: tasks and the VTAB-style mean (over tasks, per seed)."""
-    tasks = config["finetune"]["tasks"]
     keys = ["model_label", "upstream_label", "upstream_rank", "resolution"]
     rows = []
     for key, g in summary.groupby(keys):
         row = {"model": key[0], "pre-trained on": key[1], "res": key[3], "_rank": key[2]}
-        for t in tasks:
-            row[config["datasets"][t].get("label", t)] = fmt(g[g.task == t].top1)
-        row["mean over tasks"] = fmt(g.groupby("seed").top1.mean())
+        row.update(task_cells(g, config))
         row["n seeds"] = g.seed.nunique()
         rows.append(row)
     return pd.DataFrame(rows).sort_values(["model", "_rank", "res"]).drop(columns="_rank")
@@ -148,29 +153,23 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
     largest = plan.upstreams(config)[-1]
     res = max(config["finetune"]["resolutions"])
     ours = summary[(summary.upstream == largest) & (summary.resolution == res)]
-    tasks = config["finetune"]["tasks"]
+    def cost(pre: pd.DataFrame) -> dict:
+        return {"pre-training core-hours": f"{pre.core_hours.sum():.3g}",
+                "pre-training PFLOPs": f"{pre.train_flops.sum() / 1e15:.3g}"}
+
     rows = []
     for model, g in ours.groupby("model", sort=False):
         pre = compute_pre[(compute_pre.model == model) & (compute_pre.upstream == largest)]
-        row = {"model (ours)": config["models"][model]["label"]}
-        for t in tasks:
-            row[config["datasets"][t].get("label", t)] = fmt(g[g.task == t].top1)
-        row["mean over tasks"] = fmt(g.groupby("seed").top1.mean())
-        row["pre-training core-hours"] = f"{pre.core_hours.sum():.3g}"
-        row["pre-training PFLOPs"] = f"{pre.train_flops.sum() / 1e15:.3g}"
-        rows.append(row)
-    for it in plan.noisy_student(config)[-1:]:  # the baseline's row: the last iteration's student
-        g = summary[(summary.model == it["student"]) & (summary.upstream == it["dataset"]) & (summary.resolution == res)]
-        pre = compute_pre[(compute_pre.model == it["student"])]  # every iteration's student: the recipe's cost
-        row = {"model (ours)": f"{config['models'][it['student']]['label']} (iteration {it['iteration']})"}
-        for t in tasks:
-            row[config["datasets"][t].get("label", t)] = fmt(g[g.task == t].top1)
-        row["mean over tasks"] = fmt(g.groupby("seed").top1.mean())
-        first = compute_pre[(compute_pre.model == plan.noisy_student(config)[0]["teacher"][0])
-                            & (compute_pre.upstream == plan.noisy_student(config)[0]["teacher"][1])]
-        row["pre-training core-hours"] = f"{pre.core_hours.sum() + first.core_hours.sum():.3g}"
-        row["pre-training PFLOPs"] = f"{(pre.train_flops.sum() + first.train_flops.sum()) / 1e15:.3g}"
-        rows.append(row)
+        rows.append({"model (ours)": config["models"][model]["label"], **task_cells(g, config), **cost(pre)})
+    its = plan.noisy_student(config)
+    if its:  # the baseline's row: the last student; its cost is the recipe's (first teacher + every student)
+        last = its[-1]
+        g = summary[(summary.model == last["student"]) & (summary.upstream == last["dataset"])
+                    & (summary.resolution == res)]
+        runs = {its[0]["teacher"]} | {(it["student"], it["dataset"]) for it in its}
+        pre = compute_pre[[(m, u) in runs for m, u in zip(compute_pre.model, compute_pre.upstream)]]
+        rows.append({"model (ours)": f"{config['models'][last['student']]['label']} (iteration {last['iteration']})",
+                     **task_cells(g, config), **cost(pre)})
     up = config["datasets"][largest]
     lines = [
         "# Table 2, mirrored",
@@ -235,9 +234,7 @@ def ablation_table(summary: pd.DataFrame, ablation: pd.DataFrame, config: dict) 
             tidy.append(g.assign(setting=setting))
             row = {"model": config["models"][model]["label"], "pre-trained on": config["datasets"][up]["label"],
                    "fine-tuned at": setting}
-            for t in config["finetune"]["tasks"]:
-                row[config["datasets"][t].get("label", t)] = fmt(g[g.task == t].top1)
-            row["mean over tasks"] = fmt(g.groupby("seed").top1.mean())
+            row.update(task_cells(g, config))
             row["n seeds"] = g.seed.nunique()
             rows.append(row)
     return pd.concat(tidy, ignore_index=True), pd.DataFrame(rows)
@@ -247,38 +244,30 @@ def ssl_table(summary: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, list[s
     """Paper sec. 4.6: each self-supervised (masked patch prediction) checkpoint against the same
     architecture from scratch and pre-trained with labels on the same set. Returns the table and one
     sentence per resolution with the gaps, in points of mean top-1 over tasks."""
-    per_model = config["pretrain"].get("per_model", {})
     rows, sentences = [], []
     for model, up in plan.pretrain_runs(config):
-        if per_model.get(model, {}).get("objective", "classify") == "classify":
+        if not plan.self_supervised(config, model):
             continue
-        spec = plan.model_spec(config, model)
-        twins = [m for m, u in plan.pretrain_runs(config) if u == up and m != model
-                 and plan.model_spec(config, m) == spec and m not in per_model]
-        arms = [(model, "scratch", "from scratch (no pre-training)")] if model in config["finetune"]["from_scratch"] else []
-        twin = twins[0] if twins else None
-        if twin and twin in config["finetune"]["from_scratch"]:
-            arms = [(twin, "scratch", "from scratch (no pre-training)")]
-        arms.append((model, up, f"masked patch prediction on {config['datasets'][up]['label']} (no labels)"))
-        if twin:
-            arms.append((twin, up, f"supervised on {config['datasets'][up]['label']}"))
+        spec, label = plan.model_spec(config, model), config["datasets"][up]["label"]
+        twin = next((m for m, u in plan.pretrain_runs(config) if u == up and m != model
+                     and plan.model_spec(config, m) == spec and not plan.self_supervised(config, m)), None)
+        scratch = next((m for m in (twin, model) if m in config["finetune"]["from_scratch"]), None)
+        arms = ([("scratch", scratch, "scratch", "from scratch (no pre-training)")] if scratch else []) + [
+            ("mpp", model, up, f"masked patch prediction on {label} (no labels)")] + (
+            [("supervised", twin, up, f"supervised on {label}")] if twin else [])
         for res in sorted(summary.resolution.unique()):
             means = {}
-            for m, u, label in arms:
+            for key, m, u, text in arms:
                 g = summary[(summary.model == m) & (summary.upstream == u) & (summary.resolution == res)]
                 if g.empty:
                     continue
-                row = {"architecture": config["models"][m]["label"], "pre-training": label, "res": res}
-                for t in config["finetune"]["tasks"]:
-                    row[config["datasets"][t].get("label", t)] = fmt(g[g.task == t].top1)
-                means[label.split(" ")[0]] = g.groupby("seed").top1.mean()
-                row["mean over tasks"] = fmt(means[label.split(" ")[0]])
-                row["n seeds"] = g.seed.nunique()
-                rows.append(row)
-            if {"from", "masked", "supervised"} <= set(means):
+                means[key] = g.groupby("seed").top1.mean().mean()
+                rows.append({"architecture": config["models"][m]["label"], "pre-training": text, "res": res,
+                             **task_cells(g, config), "n seeds": g.seed.nunique()})
+            if len(means) == 3:
                 sentences.append(
-                    f"At {res} px masked patch prediction is {means['masked'].mean() - means['from'].mean():+.1f} points "
-                    f"from training from scratch and {means['masked'].mean() - means['supervised'].mean():+.1f} from "
+                    f"At {res} px masked patch prediction is {means['mpp'] - means['scratch']:+.1f} points "
+                    f"from training from scratch and {means['mpp'] - means['supervised']:+.1f} from "
                     f"supervised pre-training (mean top-1 over tasks).")
     return pd.DataFrame(rows), sentences
 
@@ -414,7 +403,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
     plots.transfer(summary, largest, hi, figs / "transfer.png")
     plots.size_ladder(sizes, hi, figs / "size_ladder.png", reference.get("figure3_data"))
     plots.resolution(summary, largest, datasets[largest]["label"], figs / "resolution.png")
-    plots.compute(scores, figs / "compute.png", reference.get("figure5_data"))
+    plots.compute(scores, figs / "compute.png", paper_compute.figure5(reference))
     plots.pretrain_curves(curves, figs / "pretrain_curves.png")
     abl_tidy, abl_tab = ablation_table(summary, ablation, config)
     if len(abl_tidy):

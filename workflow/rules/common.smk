@@ -210,7 +210,7 @@ def finetune_files():
 def benchmark_files():
     return ([f"results/benchmarks/pretrain/{m}-{up}.tsv" for m, up in PRETRAIN_RUNS]
             + [f"results/benchmarks/finetune/{m}-{up}.tsv" for m, up in FINETUNE_RUNS]
-            + [f"results/benchmarks/ablation/{m}-{up}-{mode}.tsv" for m, up, mode in ABLATION_RUNS])
+            + [f"results/benchmarks/finetune_posemb_{mode}/{m}-{up}.tsv" for m, up, mode in ABLATION_RUNS])
 
 
 def ablation_files():

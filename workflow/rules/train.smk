@@ -110,7 +110,7 @@ rule finetune_posemb:
     log:
         "results/logs/ablation/posemb_{mode}-{model}-{upstream}.log",
     benchmark:
-        "results/benchmarks/ablation/{model}-{upstream}-{mode}.tsv"
+        "results/benchmarks/finetune_posemb_{mode}/{model}-{upstream}.tsv"
     threads: 1
     resources:
         gpu=0,
