@@ -76,10 +76,12 @@ class MetricWriter:
 
 
 def git_commit() -> str:
+    """The code's commit, "-dirty" if tracked files differ from it. reports/ is left out: it holds the
+    workflow's generated outputs, which Snakemake deletes and the report rewrites while it runs."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True,
                              cwd=Path(__file__).parent, timeout=5)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)reports"], capture_output=True,
                                text=True, cwd=Path(__file__).parent, timeout=5).stdout.strip()
         return out.stdout.strip() + ("-dirty" if dirty else "") if out.returncode == 0 else "unknown"
     except (OSError, subprocess.TimeoutExpired):

@@ -353,10 +353,11 @@ PACKAGES = ["torch", "torchvision", "timm", "numpy", "pandas", "pyarrow", "matpl
 
 
 # ----------------------------------------------------------------------------- the report
-def _provenance(pretrain: pd.DataFrame, config: dict, peak: dict) -> list[str]:
+def _provenance(pretrain: pd.DataFrame, config: dict, peak: dict, here: dict) -> list[str]:
+    """`here`: the report stage's environment (its git commit leaves out reports/, see vit.logs.git_commit)."""
     from importlib.metadata import PackageNotFoundError, version
 
-    from vit.logs import config_hash, environment
+    from vit.logs import config_hash
 
     def ver(name):
         try:
@@ -364,7 +365,6 @@ def _provenance(pretrain: pd.DataFrame, config: dict, peak: dict) -> list[str]:
         except PackageNotFoundError:
             return "not installed"
 
-    here = environment()
     envs = [json.loads(e) for e in pretrain.env] or [here]
     commits = sorted({e.get("git_commit") for e in envs})
     env = dict(envs[0], host=envs[0].get("host") or peak.get("env", {}).get("host"))
@@ -383,7 +383,7 @@ def _provenance(pretrain: pd.DataFrame, config: dict, peak: dict) -> list[str]:
 
 
 def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_md: str, reference: dict,
-                 jobs: pd.DataFrame, peak: dict, ablation: pd.DataFrame, inspect: dict | None) -> str:
+                 jobs: pd.DataFrame, peak: dict, ablation: pd.DataFrame, inspect: dict | None, here: dict) -> str:
     from vit import paper_compute, scorecard
 
     config = cfg.config
@@ -642,7 +642,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         "",
         paper_compute.markdown(paper_scale, cfg.mfu),
         "",
-    ] + _provenance(pretrain, config, peak)
+    ] + _provenance(pretrain, config, peak, here)
     text = "\n".join(lines)
     atomic_write_bytes(reports / "report.md", text.encode())
     html = ["<html><body><h1>Tables</h1>",
@@ -665,7 +665,9 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
 
 def report(cfg: Config) -> None:
     from vit.evaluate import run_rows
+    from vit.logs import environment
 
+    here = environment()
     if not (cfg.runs and cfg.vtab and cfg.compute and cfg.summary and cfg.config):
         raise cli.ConfigError("--runs, --vtab, --compute, --summary and --config are required")
     reference = load_reference(cfg.reference)
@@ -682,7 +684,7 @@ def report(cfg: Config) -> None:
     Path(cfg.reports).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(cfg.reports) / "table2.md", t2.encode())
     write_report(cfg, summary, vtab, compute, pretrain, curves, t2, reference, jobs, peak, ablation,
-                 load_inspect(cfg.inspect, cfg.config))
+                 load_inspect(cfg.inspect, cfg.config), here)
     print(f"{len(summary)} rows -> {cfg.summary}; reports in {cfg.reports}/")
 
 
