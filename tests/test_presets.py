@@ -16,11 +16,11 @@ from conftest import REPO
 from vit import cost, recipes
 
 REF = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text())
-PRESETS = {"configs/paper-transfer.yaml": {"import_weights": 4, "prepare": 5, "finetune": 4, "evaluate": 1,
-                                           "account": 1, "report": 1, "peak": 1, "inspect": 2},
+PRESETS = {"configs/paper-transfer.yaml": {"import_weights": 4, "prepare": 5, "finetune": 4, "finetune_hyperrule": 1,
+                                           "evaluate": 1, "account": 1, "report": 1, "peak": 1, "inspect": 2},
            "configs/paper-i21k.yaml": {"prepare": 6, "pretrain": 6, "finetune": 6, "evaluate": 1, "account": 1,
                                        "report": 1, "peak": 1, "inspect": 4}}
-GPU_RULES = ("pretrain", "finetune")
+GPU_RULES = ("pretrain", "finetune", "finetune_hyperrule")
 ONE_GPU_RULES = ("peak", "inspect")  # the matmul peak of one GPU; Figs. 6-7 from one checkpoint
 LOCAL_RULES = ("import_weights", "evaluate", "account", "report")
 
@@ -140,6 +140,22 @@ def test_finetuning_matches_table4_key_by_key(planned):
             assert imagenet["polyak"] == extras["polyak_averaging_factor"]
         else:  # Table 5: 384 px, no Polyak averaging
             assert "resolutions" not in imagenet and "polyak" not in imagenet
+
+
+def test_bit_runs_the_hyperrule_too(tmp_path):
+    """paper-transfer: the BiT stand-in is fine-tuned a second time with BiT's own recipe (App. B.1.1), the
+    per-task schedule decided at run time from each task's size; Pets keeps its trainval split."""
+    jobs = dry_run("configs/paper-transfer.yaml", tmp_path)
+    (hr,) = [j["args"] for j in jobs if j["rule"] == "finetune_hyperrule"]
+    assert (hr["recipe"], hr["recipe_variant"], hr["recipe_override"]) == ("bit_hyperrule", "code", {})
+    assert "resolutions" not in hr and "lr_grid" not in hr  # the rule picks both
+    assert hr["per_task"]["pets"] == {"train_split": "trainval"} and hr["per_task"]["imagenet"] == {"test_split": "val"}
+    # the cost estimate follows the rule: steps by training-set size, 128 px for CIFAR's 32 px images
+    rows = {r["task"]: r for r in cost.jobs(yaml.safe_load((REPO / "configs/paper-transfer.yaml").read_text()))
+            if r["stage"] == "hyperrule"}
+    assert {t: (r["resolution"], r["images"] // (3 * 512)) for t, r in rows.items()} == {
+        "imagenet": (480, 20_000), "cifar10": (128, 10_000), "cifar100": (128, 10_000), "pets": (480, 500),
+        "flowers102": (480, 500)}
 
 
 def test_cost_estimate_follows_the_plan():

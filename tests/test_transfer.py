@@ -83,6 +83,38 @@ def test_lr_grid_needs_a_dev_fraction_and_per_task_keys_are_checked(digits_dir, 
         finetune.finetune(finetune.Config(**base, per_task={"digits": {"stpes": 3}}), tcfg)
 
 
+def test_hyperrule_recipe_sets_each_task_from_its_size_and_image_size(digits_dir, tmp_path):
+    """--recipe=bit_hyperrule: the rule's schedule from the training split's size (train+val of digits),
+    its resolution from the native image size (digits: 8 px -> 128), overrides on top, --resolutions
+    replacing the rule's; the runs are tagged with the recipe."""
+    manifest = data.read_manifest(digits_dir)
+    n = finetune.split_rows(manifest, "train+val")
+    assert n == manifest["splits"]["train"] + manifest["splits"]["val"]
+    assert finetune.split_rows(manifest, "train[:75%]") == round(0.75 * manifest["splits"]["train"])
+    cfg = finetune.Config(tasks=["digits"], seeds=[0], recipe="bit_hyperrule")
+    tcfg = cli.parse(train.Config, ["--lr=0.1", "--schedule=cosine", "--grad_clip=1.0", "--train_split=train+val"])
+    s, grid = finetune.task_settings(cfg, tcfg, "digits", manifest)
+    assert (s.lr, s.steps, s.warmup_steps, s.schedule, s.decay_at, s.batch_size, s.grad_clip, s.mixup) == (
+        0.003, 500, 100, "step", [0.4, 0.6, 0.8], 512, 0.0, 0.0)
+    assert grid["resolutions"] == [128] and s.train_split == "train+val"
+    s, grid = finetune.task_settings(dataclasses.replace(cfg, resolutions=[16], recipe_override={"batch_size": 8}),
+                                     tcfg, "digits", manifest)
+    assert (s.batch_size, s.steps, grid["resolutions"]) == (8, 500, [16])
+    with pytest.raises(cli.ConfigError, match="bit_hyperule"):
+        finetune.task_settings(dataclasses.replace(cfg, recipe="bit_hyperule"), tcfg, "digits", manifest)
+    with pytest.raises(cli.ConfigError, match="batch_sise"):
+        finetune.task_settings(dataclasses.replace(cfg, recipe_override={"batch_sise": 8}), tcfg, "digits", manifest)
+    with pytest.raises(data.DataError, match="trainval"):
+        finetune.split_rows(manifest, "trainval")
+    # a short end-to-end run: the rule's settings reach the run, with the steps overridden to stay fast
+    run_cfg = dataclasses.replace(cfg, model="vit", model_args=TINY_VIT, resolutions=[16], data_root=str(digits_dir.parent),
+                                  out=str(tmp_path / "hr"), recipe_override={"batch_size": 8, "steps": 4, "warmup_steps": 1})
+    (run,) = finetune.finetune(run_cfg, dataclasses.replace(tcfg, threads=1, ckpt_every=0, save_checkpoint=False,
+                                                            test_split="test"))
+    assert (run["config"]["lr"], run["config"]["schedule"], run["steps"], run["config"]["tags"]["recipe"]) == (
+        0.003, "step", 4, "bit_hyperrule")
+
+
 # --------------------------------------------------------------------------- released weights
 def test_import_vit_weights_from_a_hub_format_file_and_fine_tune_them(tmp_path):
     import safetensors.torch

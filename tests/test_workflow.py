@@ -2,6 +2,7 @@
 end-to-end run of configs/smoke.yaml in a temporary directory."""
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -108,6 +109,13 @@ def test_smoke_preset_end_to_end(tmp_path):
     rows = [r for r in ns.splitlines() if r.startswith("|") and ("teacher" in r or "student" in r)]
     assert len(rows) == 1 + cfg["noisy_student"]["iterations"] and "pseudo-labelled (" in rows[1]
     assert "(iteration 2)" in table2
+    # Table 2's BiT row again with BiT's own recipe, and the report's side-by-side of the two protocols
+    assert "| BiT-micro, BiT-HyperRule " in table2 and "BiT-HyperRule (code variant" in table2
+    hr = report.split("## BiT's own fine-tuning recipe (BiT-HyperRule)")[1].split("\n## ")[0]
+    assert "| shared protocol " in hr and "| BiT-HyperRule " in hr and "HyperRule minus shared" in hr
+    hr_runs = json.loads((tmp_path / "results" / "hyperrule" / "bit" / "shapes_l" / "runs.json").read_text())
+    assert len(hr_runs) == len(cfg["finetune"]["tasks"]) * len(cfg["seeds"])
+    assert {(r["config"]["lr"], r["config"]["schedule"], r["steps"]) for r in hr_runs} == {(0.003, "step", 10)}
     manifest = yaml.safe_load((tmp_path / "results" / "data" / "ns2_shapes_l" / "manifest.json").read_text())
     assert manifest["source"] == "noisy_student" and manifest["info"]["teacher"].endswith("effnet_ns/ns1_shapes_l/checkpoint.pt")
     assert "Nothing to be done" in smk(tmp_path, configfile=REPO / "configs" / "smoke.yaml").stderr

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import yaml
 
 from vit import cli, finetune, models, optim, plan, train
+from vit import tv_sources
+from vit.data import DataError, parse_part
 
 # dense bf16 tensor-core peaks (FLOP/s): NVIDIA H100 SXM and A100 SXM datasheets; TPUv3 per core (paper)
 PEAKS = {"h100": 989e12, "a100": 312e12, "tpuv3": 61.5e12}
@@ -74,6 +76,41 @@ def jobs(config: dict) -> list[dict]:
                              "runs": runs, "images": runs * s.steps * s.batch_size,
                              "spec": models.transfer_spec(plan.model_spec(config, model)),
                              "classes": datasets.get(task, {}).get("classes", 1000)})
+    rows += hyperrule_jobs(config)
+    return rows
+
+
+def hyperrule_jobs(config: dict) -> list[dict]:
+    """The BiT-HyperRule fine-tunes (finetune.hyperrule): the rule's steps and resolution per task follow
+    from its training-set size and image size, here taken from the config (datasets.<task>.train/val/test
+    counts and native_size or size) as vit.finetune takes them from the prepared manifest."""
+    runs = plan.hyperrule_runs(config)
+    if not runs:
+        return []
+    args = plan.hyperrule_args(config)
+    shared = finetune.Config(**{k: args.pop(k) for k in list(args) if k in finetune.Config.__dataclass_fields__})
+    datasets, rows = config["datasets"], []
+    for task in shared.tasks:
+        d = datasets[task]
+        split = shared.per_task.get(task, {}).get("train_split", args.get("train_split", "train"))
+        counts = {k: d[k] for k in ("train", "val", "test") if d.get(k)}
+        if "train" in counts:  # `train` counts the split the task trains on (Pets: trainval)
+            counts.update({parse_part(p)[0]: d["train"] for p in split.split("+") if parse_part(p)[0] not in counts})
+        native = (tv_sources.TV_DATASETS.get(d.get("task", ""), {}).get("native_size")
+                  if d.get("source") == "torchvision" else None)
+        manifest = {"name": task, "splits": counts, "image_size": [d.get("size", 224)] * 2,
+                    "info": {"native_size": native}}
+        try:
+            s, grid = finetune.task_settings(shared, train.Config(**args), task, manifest)
+        except DataError as e:
+            raise cli.ConfigError(f"finetune.hyperrule: the rule's schedule needs datasets.{task}'s training-set "
+                                  f"size (train / val counts): {e}") from None
+        for model, up in runs:
+            for res in grid["resolutions"]:
+                rows.append({"stage": "hyperrule", "model": model, "upstream": up, "task": task, "resolution": res,
+                             "runs": len(shared.seeds), "images": len(shared.seeds) * s.steps * s.batch_size,
+                             "spec": models.transfer_spec(plan.model_spec(config, model)),
+                             "classes": d.get("classes", 1000)})
     return rows
 
 

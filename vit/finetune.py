@@ -14,6 +14,12 @@ resolution) first trains once per rate on the training split minus a held-out de
 scored on `train[98%:]`, first seed), then every seed trains on the whole training split with the best
 rate. `--per_task` gives a task its own steps, grid, dev fraction or resolutions (ImageNet: 20k steps,
 512 px and Polyak averaging in Table 2; Pets: 500 steps).
+
+`--recipe=bit_hyperrule` fine-tunes with the BiT-HyperRule instead (the BiT baseline's own recipe, and
+App. B.1.1's second setup for ResNets): each task's steps, decays, MixUp and resolution follow from its
+training-split size and native image size (vit.recipes.bit_hyperrule); `--recipe_override` keeps
+settings over the rule's (a laptop preset's smaller batch) and `--resolutions`, when given, replaces
+the rule's resolution.
 Arguments this module does not know are training settings, checked by `vit.train.Config`.
 Writes `<out>/runs.json`: the list of the runs' summaries, which the evaluate stage reads.
 """
@@ -25,8 +31,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vit import cli, train
-from vit.data import DataError, read_manifest
+from vit import cli, recipes, train
+from vit.data import DataError, parse_part, read_manifest
 from vit.logs import read_json, write_json
 
 
@@ -46,6 +52,12 @@ class Config:
     dev_fraction: float = 0.0  # the dev split: this fraction of the training split, held out (Table 4: 0.01-0.1)
     per_task: dict = field(default_factory=dict)  # {task: {setting: value}}: Table 4's per-dataset steps,
                                                   # grids, dev fractions, resolutions; overrides the above
+    recipe: str = ""          # "" = the settings given; bit_hyperrule = the BiT-HyperRule per task
+    recipe_variant: str = "code"  # bit_hyperrule: the released code's rule, or the paper text's ("paper")
+    recipe_override: dict = field(default_factory=dict)  # settings kept over the recipe's (e.g. batch_size)
+
+
+RECIPES = ("bit_hyperrule",)
 
 
 GRID_KEYS = ("resolutions", "lr_grid", "dev_fraction")  # per_task keys that are not training settings
@@ -57,10 +69,50 @@ def check_settings(settings: dict) -> None:
     cli.parse(train.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in settings.items()])
 
 
-def task_settings(cfg: Config, train_cfg: train.Config, task: str) -> tuple[train.Config, dict]:
-    """The training settings of `task` and its grid (resolutions, lr_grid, dev_fraction)."""
+def split_rows(manifest: dict, split: str) -> int:
+    """Examples in `split` ("train+val", "train[:98%]") of a prepared dataset's manifest."""
+    total = 0
+    for part in split.split("+"):
+        name, lo, hi = parse_part(part)
+        if name not in manifest.get("splits", {}):
+            raise DataError(f"dataset {manifest.get('name', '?')}: no split {name!r} "
+                            f"(has {', '.join(manifest.get('splits', {}))})")
+        n = manifest["splits"][name]
+        total += round(n * hi / 100) - round(n * lo / 100)
+    return total
+
+
+def native_hw(manifest: dict) -> tuple[int, int]:
+    """The images' size before preparation resized them (info.native_size), else their stored size:
+    the HyperRule picks its resolution from the original images (CIFAR's 32 px, not a 384 px copy)."""
+    native = manifest.get("info", {}).get("native_size")
+    return (int(native), int(native)) if native else tuple(manifest["image_size"])
+
+
+def recipe_settings(cfg: Config, train_split: str, manifest: dict) -> dict:
+    """The recipe's settings for one task (see the module doc), before --recipe_override."""
+    if cfg.recipe not in RECIPES:
+        raise cli.ConfigError(f"--recipe={cfg.recipe!r}: expected one of {', '.join(RECIPES)} (or none)")
+    rule = recipes.bit_hyperrule(split_rows(manifest, train_split), native_hw(manifest), variant=cfg.recipe_variant)
+    rule.pop("resize")  # informational: the pipeline pads for the crop instead (vit.recipes)
+    return rule
+
+
+def task_settings(cfg: Config, train_cfg: train.Config, task: str,
+                  manifest: dict | None = None) -> tuple[train.Config, dict]:
+    """The training settings of `task` and its grid (resolutions, lr_grid, dev_fraction). A recipe needs
+    the task's `manifest` (its split sizes and image size)."""
     over = dict(cfg.per_task.get(task, {}))
     grid = {"resolutions": cfg.resolutions, "lr_grid": cfg.lr_grid, "dev_fraction": cfg.dev_fraction}
+    if cfg.recipe:
+        if manifest is None:
+            raise cli.ConfigError(f"task {task}: --recipe={cfg.recipe} needs the prepared dataset's manifest")
+        check_settings(cfg.recipe_override)
+        rule = {**recipe_settings(cfg, over.get("train_split", train_cfg.train_split), manifest),
+                **cfg.recipe_override}
+        if not cfg.resolutions:
+            grid["resolutions"] = [rule["img_size"]]
+        train_cfg = dataclasses.replace(train_cfg, **rule)
     grid.update({k: over.pop(k) for k in GRID_KEYS if k in over})
     check_settings(over)
     if not grid["resolutions"]:
@@ -120,13 +172,15 @@ def finetune(cfg: Config, train_cfg: train.Config) -> list[dict]:
         model_args = torch.load(cfg.init, map_location="cpu", weights_only=False)["model_args"]
     summaries = []
     for task in cfg.tasks:
-        settings, grid = task_settings(cfg, train_cfg, task)
         data_dir = str(Path(cfg.data_root) / task)
-        group = read_manifest(data_dir).get("group", "")
+        manifest = read_manifest(data_dir)
+        settings, grid = task_settings(cfg, train_cfg, task, manifest)
+        group = manifest.get("group", "")
         for res in grid["resolutions"]:
             base = dataclasses.replace(settings, data=data_dir, init=cfg.init, model=cfg.model, model_args=model_args,
                                        img_size=int(res), out=str(Path(cfg.out) / task / f"r{res}"),
-                                       tags={"model": cfg.model, "upstream": cfg.upstream, "task": task, "group": group})
+                                       tags={"model": cfg.model, "upstream": cfg.upstream, "task": task, "group": group,
+                                             **({"recipe": cfg.recipe} if cfg.recipe else {})})
             selection = {}
             if len(grid["lr_grid"]) > 1:
                 print(f"{task} at {res} px: choosing the learning rate on {grid['dev_fraction']:g} of "

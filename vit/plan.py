@@ -118,3 +118,26 @@ def posemb_ablation_runs(config: dict) -> list[tuple[str, str, str]]:
     main = ft.get("train", {}).get("posemb_interp", "bicubic")
     return [(m, up, mode) for m, ups in ft.get("posemb_ablation", {}).items() for up in ups
             for mode in POSEMB_INTERP if mode != main]
+
+
+def hyperrule_runs(config: dict) -> list[tuple[str, str]]:
+    """(model, upstream) fine-tuned a second time with the BiT-HyperRule (finetune.hyperrule.runs):
+    BiT's own recipe, behind Table 2's BiT row (App. B.1.1 runs ResNets with both setups)."""
+    runs = config.get("finetune", {}).get("hyperrule", {}).get("runs", {})
+    return [(m, up) for m, ups in runs.items() for up in ups]
+
+
+def hyperrule_args(config: dict) -> dict:
+    """vit.finetune settings of a HyperRule fine-tune besides --init: the main grid's tasks, seeds and
+    finetune.train (splits, checkpointing), with the rule's schedule over them; finetune.hyperrule's
+    `resolutions` replace the rule's resolution and its `train` settings override the rule's."""
+    ft, hr = config["finetune"], config["finetune"]["hyperrule"]
+    args = {"tasks": ft["tasks"], "seeds": config["seeds"], "recipe": "bit_hyperrule",
+            "recipe_variant": hr.get("variant", "code"), "recipe_override": hr.get("train", {}), **ft["train"]}
+    # a task's own splits still apply (Pets trains on trainval); its Table 4 schedule does not
+    splits = {t: {k: v for k, v in s.items() if k.endswith("_split")} for t, s in ft.get("per_task", {}).items()}
+    if any(splits.values()):
+        args["per_task"] = {t: s for t, s in splits.items() if s}
+    if hr.get("resolutions"):
+        args["resolutions"] = hr["resolutions"]
+    return args

@@ -163,7 +163,9 @@ def _images(cfg: Config) -> tuple[dict, list[str], dict]:
         seqs, names = {}, []
         for s in cfg.splits or list(spec["splits"]):
             seqs[s], names = tv_sources.open_split(cfg.task, s, cfg.data_root, download=cfg.download)
-        return seqs, list(names), {"torchvision": cfg.task}
+        # native_size: the HyperRule chooses its fine-tuning resolution from it (vit.finetune.native_hw)
+        return seqs, list(names), {"torchvision": cfg.task, **({"native_size": spec["native_size"]}
+                                                              if spec["native_size"] else {})}
     raise AssertionError(cfg.source)
 
 

@@ -101,6 +101,7 @@ def bit_hyperrule(n_train: int, image_hw: tuple[int, int], variant: str = "code"
         resize, crop = 512, 480
     else:
         resize, crop = 448, 384
-    return {"optimizer": "sgd", "lr": 0.003, "momentum": 0.9, "batch_size": 512, "weight_decay": 0.0,
+    # grad_clip 0: BiT's fine-tuning code does not clip gradients (the ViT recipe clips at norm 1)
+    return {"optimizer": "sgd", "lr": 0.003, "momentum": 0.9, "batch_size": 512, "weight_decay": 0.0, "grad_clip": 0.0,
             "steps": end, "warmup_steps": warmup, "schedule": "step", "decay_at": decay_at,
             "mixup": 0.0 if n_train < 20_000 else 0.1, "img_size": crop, "resize": resize, "augment": "crop_flip"}

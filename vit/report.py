@@ -39,6 +39,7 @@ class Config:
     mfu: float = 0.4        # assumed utilisation for the paper-scale GPU-hour estimates
     config: dict = field(default_factory=dict)  # the workflow's config (labels, groups, paper rows)
     ablation: list = field(default_factory=list)  # runs.json of the resolution ablation (vit.finetune)
+    hyperrule: list = field(default_factory=list)  # runs.json of the BiT-HyperRule fine-tunes (vit.finetune)
     ns_manifests: list = field(default_factory=list)  # manifests of the Noisy Student pseudo-labelled sets
     inspect: list = field(default_factory=list)   # inspect.npz of vit.inspect (inspect.json beside each)
     inputs: list = field(default_factory=list)   # pre-training summary.json files
@@ -147,12 +148,46 @@ def paper_groups(reference: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, config: dict) -> str:
+def hyperrule_text(config: dict) -> str:
+    """How the HyperRule fine-tunes of this config ran: the rule, and where a laptop preset departs from it."""
+    hr = config["finetune"].get("hyperrule", {})
+    over = ", ".join(f"{k} {v}" for k, v in hr.get("train", {}).items())
+    return (f"BiT-HyperRule ({hr.get('variant', 'code')} variant, `vit.recipes.bit_hyperrule`): SGD lr 0.003, "
+            "momentum 0.9, steps by training-set size (500 below 20k examples) with /10 decays, MixUp from 20k "
+            "examples, no gradient clipping"
+            + (f"; departures here: {over}" if over else "")
+            + (f", at {', '.join(map(str, hr['resolutions']))} px instead of the rule's resolution"
+               if hr.get("resolutions") else ""))
+
+
+def hyperrule_table(summary: pd.DataFrame, hyperrule: pd.DataFrame, config: dict) -> pd.DataFrame:
+    """Each HyperRule checkpoint at the rule's resolution(s): the shared protocol's runs beside the
+    HyperRule's, per task, and the difference of the means over tasks."""
+    rows = []
+    for (model, up), hr in hyperrule.groupby(["model", "upstream"], sort=False):
+        for res in sorted(hr.resolution.unique()):
+            main = summary[(summary.model == model) & (summary.upstream == up) & (summary.resolution == res)]
+            base = {"model": config["models"][model]["label"], "pre-trained on": config["datasets"][up]["label"],
+                    "res": res}
+            for name, g in (("shared protocol", main), ("BiT-HyperRule", hr[hr.resolution == res])):
+                rows.append({**base, "fine-tuning": name, **task_cells(g, config), "n seeds": g.seed.nunique()})
+            if len(main):
+                diff = (hr[hr.resolution == res].groupby("seed").top1.mean()
+                        - main.groupby("seed").top1.mean()).dropna()
+                rows[-1]["HyperRule minus shared (mean over tasks)"] = fmt(diff)
+    return pd.DataFrame(rows)
+
+
+def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, config: dict,
+           hyperrule: pd.DataFrame | None = None) -> str:
     """The paper's Table 2, mirrored: our models pre-trained on the largest upstream set and fine-tuned
-    at the highest resolution, then the paper's rows for the models ours stand in for."""
+    at the highest resolution, then the paper's rows for the models ours stand in for. A model
+    fine-tuned with the BiT-HyperRule (finetune.hyperrule) gets a second row with those runs: the
+    paper's BiT-L numbers come from BiT's own recipe."""
     largest = plan.upstreams(config)[-1]
     res = max(config["finetune"]["resolutions"])
     ours = summary[(summary.upstream == largest) & (summary.resolution == res)]
+    hyperrule = pd.DataFrame() if hyperrule is None else hyperrule
     def cost(pre: pd.DataFrame) -> dict:
         return {"pre-training core-hours": f"{pre.core_hours.sum():.3g}",
                 "pre-training PFLOPs": f"{pre.train_flops.sum() / 1e15:.3g}"}
@@ -161,6 +196,11 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
     for model, g in ours.groupby("model", sort=False):
         pre = compute_pre[(compute_pre.model == model) & (compute_pre.upstream == largest)]
         rows.append({"model (ours)": config["models"][model]["label"], **task_cells(g, config), **cost(pre)})
+        hr = hyperrule[(hyperrule.model == model) & (hyperrule.upstream == largest)] if len(hyperrule) else hyperrule
+        if len(hr):
+            at = "" if set(hr.resolution) == {res} else f" at {', '.join(map(str, sorted(hr.resolution.unique())))} px"
+            rows.append({"model (ours)": f"{config['models'][model]['label']}, BiT-HyperRule{at}",
+                         **task_cells(hr, config), **cost(pre)})
     its = plan.noisy_student(config)
     if its:  # the baseline's row: the last student; its cost is the recipe's (first teacher + every student)
         last = its[-1]
@@ -203,6 +243,9 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
                                                          else f"{v['mean']:.2f}")
         row["TPUv3-core-days (paper)"] = p["tpuv3_core_days"]
         paper_rows.append(row)
+    if len(hyperrule):
+        lines[-1:-1] = [f"Rows marked BiT-HyperRule fine-tune the same checkpoint with BiT's own recipe instead of the "
+                        f"shared protocol: {hyperrule_text(config)}.", ""]
     if plan.noisy_student(config):
         lines[-1:-1] = ["The Noisy Student row is the last iteration's student, pre-trained on the labelled set plus "
                         "the pool images its teacher pseudo-labelled; its compute adds the first teacher's and every "
@@ -383,7 +426,8 @@ def _provenance(pretrain: pd.DataFrame, config: dict, peak: dict, here: dict) ->
 
 
 def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_md: str, reference: dict,
-                 jobs: pd.DataFrame, peak: dict, ablation: pd.DataFrame, inspect: dict | None, here: dict) -> str:
+                 jobs: pd.DataFrame, peak: dict, ablation: pd.DataFrame, inspect: dict | None, here: dict,
+                 hyperrule: pd.DataFrame | None = None) -> str:
     from vit import paper_compute, scorecard
 
     config = cfg.config
@@ -529,6 +573,20 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
             "throws away pre-training. The paper resamples (sec. 3.2).",
             "",
         ]
+    hr_tab = hyperrule_table(summary, hyperrule, config) if hyperrule is not None and len(hyperrule) else pd.DataFrame()
+    if len(hr_tab):
+        ft_train = config["finetune"]["train"]
+        lines += [
+            "## BiT's own fine-tuning recipe (BiT-HyperRule)",
+            "",
+            f"The paper's BiT-L numbers come from BiT's recipe, and App. B.1.1 also runs ResNets with it. Here the "
+            f"same checkpoint fine-tuned with the shared protocol of every model (SGD lr {ft_train.get('lr')}, "
+            f"{ft_train.get('schedule')} decay, {ft_train.get('steps')} steps of batch {ft_train.get('batch_size')}) "
+            f"and with the {hyperrule_text(config)}.",
+            "",
+            hr_tab.to_markdown(index=False),
+            "",
+        ]
     ns = ns_table(summary, pretrain, config, cfg.ns_manifests, hi)
     if len(ns):
         lines += [
@@ -655,6 +713,8 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         html += ["<h2>Self-supervised pre-training (sec. 4.6)</h2>", ssl.to_html(index=False)]
     if len(ns):
         html += ["<h2>Noisy Student iterations</h2>", ns.to_html(index=False)]
+    if len(hr_tab):
+        html += ["<h2>BiT-HyperRule</h2>", hr_tab.to_html(index=False)]
     html += ["<h2>Pre-training runs</h2>", pre_tab.to_html(index=False),
              "<h2>Compute, measured</h2>", cost.to_html(index=False),
              "<h2>Snakemake job records</h2>", job_tab.to_html(index=False),
@@ -676,15 +736,16 @@ def report(cfg: Config) -> None:
     jobs = pd.read_parquet(cfg.jobs) if cfg.jobs else pd.DataFrame()
     peak = read_json(cfg.peak) if cfg.peak else {}
     ablation = run_rows(cfg.ablation) if cfg.ablation else pd.DataFrame()
+    hyperrule = run_rows(cfg.hyperrule) if cfg.hyperrule else pd.DataFrame()
     pretrain, curves = pretrain_table(cfg.inputs, cfg.config)
     summary = summary_table(runs, pretrain, cfg.config)
     Path(cfg.summary).parent.mkdir(parents=True, exist_ok=True)
     write_parquet(cfg.summary, summary)
-    t2 = table2(summary, compute[compute.stage == "pretrain"], reference, cfg.config)
+    t2 = table2(summary, compute[compute.stage == "pretrain"], reference, cfg.config, hyperrule)
     Path(cfg.reports).mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(Path(cfg.reports) / "table2.md", t2.encode())
     write_report(cfg, summary, vtab, compute, pretrain, curves, t2, reference, jobs, peak, ablation,
-                 load_inspect(cfg.inspect, cfg.config), here)
+                 load_inspect(cfg.inspect, cfg.config), here, hyperrule)
     print(f"{len(summary)} rows -> {cfg.summary}; reports in {cfg.reports}/")
 
 

@@ -36,7 +36,7 @@ rule account:
     input:
         peak="results/compute/peak.json",
         pretrain=pretrain_files("summary.json"),
-        finetune=finetune_files() + ablation_files(),
+        finetune=finetune_files() + ablation_files() + hyperrule_files(),
         benchmarks=benchmark_files(),
     output:
         runs="results/compute/compute.parquet",
@@ -83,6 +83,7 @@ rule report:
         jobs="results/compute/jobs.parquet",
         peak="results/compute/peak.json",
         ablation=ablation_files(),
+        hyperrule=hyperrule_files(),
         inspect=inspect_files(),
         ns=[f"results/data/{d}/manifest.json" for d in NOISY_STUDENT],
         pretrain=pretrain_files("summary.json"),
@@ -98,7 +99,8 @@ rule report:
         ),
     params:
         config=render({"config": config}),
-        extra=lambda w, input: render({"ablation": list(input.ablation), "inspect": list(input.inspect),
+        extra=lambda w, input: render({"ablation": list(input.ablation), "hyperrule": list(input.hyperrule),
+                                         "inspect": list(input.inspect),
                                          "ns_manifests": list(input.ns)}),
         reports=subpath(output.report, parent=True),
     conda:

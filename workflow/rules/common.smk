@@ -96,6 +96,13 @@ def _check_config():
         if not plan.is_vit(plan.model_spec(config, model)):
             raise WorkflowError(f"config: finetune.posemb_ablation names {model!r}, which has no position "
                                 f"embeddings to interpolate (a ViT is needed)")
+    for model, up in plan.hyperrule_runs(config):
+        if (model, up) not in checkpoints:
+            raise WorkflowError(f"config: finetune.hyperrule.runs.{model} names {up!r}, but {model} is not "
+                                f"pre-trained on it (pretrain.runs) nor released for it (pretrain.released)")
+    override = config["finetune"].get("hyperrule", {}).get("train", {})
+    for err in jsonschema.Draft202012Validator(TRAIN_SCHEMA).iter_errors(override):
+        raise WorkflowError(f"config: finetune.hyperrule.train.{'.'.join(map(str, err.path))}: {err.message}")
 
 _check_config()
 
@@ -105,6 +112,7 @@ PRETRAIN_RUNS = plan.pretrain_runs(config) if EXPERIMENT else []
 FINETUNE_RUNS = plan.finetune_runs(config) if EXPERIMENT else []
 INSPECT_RUNS = plan.inspect_runs(config) if EXPERIMENT else []
 ABLATION_RUNS = plan.posemb_ablation_runs(config) if EXPERIMENT else []
+HYPERRULE_RUNS = plan.hyperrule_runs(config) if EXPERIMENT else []
 
 
 def launch(wildcards, resources):
@@ -184,6 +192,11 @@ def ablation_args(wildcards):
                        init=checkpoint_path(wildcards.model, wildcards.upstream)))
 
 
+def hyperrule_args(wildcards):
+    """The main grid's tasks and seeds with the BiT-HyperRule's settings (vit.finetune --recipe)."""
+    return render(dict(plan.hyperrule_args(config), init=checkpoint_path(wildcards.model, wildcards.upstream)))
+
+
 def finetune_args(wildcards, input):
     # tasks x resolutions x seeds, and Table 4's dev-split learning-rate choice and per-task settings
     grid = plan.finetune_grid(config)
@@ -210,11 +223,16 @@ def finetune_files():
 def benchmark_files():
     return ([f"results/benchmarks/pretrain/{m}-{up}.tsv" for m, up in PRETRAIN_RUNS]
             + [f"results/benchmarks/finetune/{m}-{up}.tsv" for m, up in FINETUNE_RUNS]
-            + [f"results/benchmarks/finetune_posemb_{mode}/{m}-{up}.tsv" for m, up, mode in ABLATION_RUNS])
+            + [f"results/benchmarks/finetune_posemb_{mode}/{m}-{up}.tsv" for m, up, mode in ABLATION_RUNS]
+            + [f"results/benchmarks/finetune_hyperrule/{m}-{up}.tsv" for m, up in HYPERRULE_RUNS])
 
 
 def ablation_files():
     return [f"results/ablation/posemb_{mode}/{m}/{up}/runs.json" for m, up, mode in ABLATION_RUNS]
+
+
+def hyperrule_files():
+    return [f"results/hyperrule/{m}/{up}/runs.json" for m, up in HYPERRULE_RUNS]
 
 
 def inspect_files():

@@ -117,3 +117,30 @@ rule finetune_posemb:
     shell:
         "{params.launch} -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
         "--threads={threads} {params.args} > {log} 2>&1"
+
+
+# BiT's own fine-tuning recipe (finetune.hyperrule): the checkpoint's task x seed grid again with the
+# BiT-HyperRule's schedule, batch, learning rate, MixUp and resolution (vit.recipes.bit_hyperrule), behind
+# Table 2's BiT row; the main grid keeps one protocol for every model so that comparisons stay like for like.
+rule finetune_hyperrule:
+    input:
+        unpack(lambda w: {"init": checkpoint_path(w.model, w.upstream),
+                          "tasks": [f"results/data/{t}/manifest.json" for t in config["finetune"]["tasks"]]}),
+    output:
+        "results/hyperrule/{model}/{upstream}/runs.json",
+    params:
+        args=hyperrule_args,
+        launch=launch,
+        out=subpath(output[0], parent=True),
+    conda:
+        ENV
+    log:
+        "results/logs/hyperrule/{model}-{upstream}.log",
+    benchmark:
+        "results/benchmarks/finetune_hyperrule/{model}-{upstream}.tsv"
+    threads: 1
+    resources:
+        gpu=0,
+    shell:
+        "{params.launch} -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
+        "--threads={threads} {params.args} > {log} 2>&1"
