@@ -151,6 +151,23 @@ def test_soft_labels_are_probabilities_beside_the_hard_ones(digits_dir, pool_dir
     assert np.array_equal(q.argmax(1), y)
     assert np.array_equal(q[:96], np.eye(10, dtype=np.float16)[y[:96]])  # labelled rows: one-hot real labels
     assert (q[96:].max(1) < 1).any()  # pool rows: the teacher's full distribution
+    # a student trains on them: the batch targets are the stored distributions (MixUp blends them),
+    # the loss is cross-entropy against them, and a set without soft labels is refused by name
+    _, qs, _ = data.load_split(tmp_path / "soft", "train", soft=True)
+    _, yb = data.train_batch(torch.zeros((len(qs), 3, 8, 8), dtype=torch.uint8), torch.from_numpy(qs), 0, 16, 0, "none")
+    assert yb.shape == (16, 10) and torch.allclose(yb.sum(1), torch.ones(16), atol=3e-3)
+    _, ym = data.train_batch(torch.zeros((len(qs), 3, 8, 8), dtype=torch.uint8), torch.from_numpy(qs), 0, 16, 0, "none",
+                             mixup=0.5, num_classes=10)
+    assert torch.allclose(ym.sum(1), torch.ones(16), atol=3e-3)
+    from vit import train
+
+    tcfg = cli.parse(train.Config, [f"--data={tmp_path / 'soft'}", f"--out={tmp_path / 'student'}", "--model=vit",
+                                    f"--model_args={TINY_VIT}", "--img_size=8", "--steps=2", "--batch_size=16",
+                                    "--threads=1", "--soft_targets=true", "--ckpt_every=0", "--save_checkpoint=false"])
+    summary = train.train(tcfg)
+    assert summary["steps"] == 2 and np.isfinite(summary["final_train_loss"])
+    with pytest.raises(data.DataError, match="train_soft.npy"):
+        data.load_split(tmp_path / "hard", "train", soft=True)
 
 
 def test_existing_output_kept_when_identical_refused_when_different(digits_dir, pool_dir, teacher, tmp_path):

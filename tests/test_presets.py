@@ -158,6 +158,19 @@ def test_bit_runs_the_hyperrule_too(tmp_path):
         "flowers102": (480, 500)}
 
 
+def test_cost_estimate_covers_the_default_baselines():
+    """config.yaml: the Noisy Student students (their set counted with the whole pool, an upper bound)
+    and the BiT-HyperRule fine-tunes (500 steps for 1,000 examples, batch 64 and 48 px from the config)."""
+    from vit import optim
+
+    rows = cost.jobs(yaml.safe_load((REPO / "config.yaml").read_text()))
+    students = [r for r in rows if r["stage"] == "pretrain" and r["model"] == "effnet_ns"]
+    assert [r["upstream"] for r in students] == ["ns1_shapes_l", "ns2_shapes_l"]
+    assert all(r["images"] == optim.to_steps(5, 0, 40_000, 128) * 128 for r in students)
+    hr = [r for r in rows if r["stage"] == "hyperrule"]
+    assert len(hr) == 5 and all((r["resolution"], r["images"]) == (48, 2 * 500 * 64) for r in hr)
+
+
 def test_cost_estimate_follows_the_plan():
     config = yaml.safe_load((REPO / "configs" / "paper-i21k.yaml").read_text())
     rows = cost.jobs(config)

@@ -118,6 +118,8 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert {(r["config"]["lr"], r["config"]["schedule"], r["steps"]) for r in hr_runs} == {(0.003, "step", 10)}
     manifest = yaml.safe_load((tmp_path / "results" / "data" / "ns2_shapes_l" / "manifest.json").read_text())
     assert manifest["source"] == "noisy_student" and manifest["info"]["teacher"].endswith("effnet_ns/ns1_shapes_l/checkpoint.pt")
+    student = json.loads((tmp_path / "results" / "pretrain" / "effnet_ns" / "ns2_shapes_l" / "summary.json").read_text())
+    assert "train_soft.npy" in manifest["files"] and student["config"]["soft_targets"] is True
     assert "Nothing to be done" in smk(tmp_path, configfile=REPO / "configs" / "smoke.yaml").stderr
     smk(tmp_path, "--report", "report.html", configfile=REPO / "configs" / "smoke.yaml")
     assert (tmp_path / "report.html").stat().st_size > 50_000

@@ -5,7 +5,7 @@
 FLOPs per training image (forward + backward) are counted with FlopCounterMode on PyTorch's meta
 device (no memory, no time; the same counter the training runs use), at each job's resolution.
 Images per job follow the config the way the workflow runs it: pre-training epochs x the upstream
-set's `train` size (or steps x batch); fine-tuning steps x batch for every task, resolution and seed,
+set's `train` size (or steps x batch; a Noisy Student's set counts its whole pool, an upper bound); fine-tuning steps x batch for every task, resolution and seed,
 plus one dev run per learning rate where a grid is chosen on a dev split (vit.finetune).
 Device-hours = FLOPs / (peak x assumed utilisation); the peaks are the vendors' dense bf16 numbers, and
 the utilisation (MFU) is an assumption the output states, not a measurement. Evaluation is not counted.
@@ -51,12 +51,17 @@ def jobs(config: dict) -> list[dict]:
     Settings come from the same code the workflow and vit.finetune use (vit.plan, task_settings)."""
     datasets = config.get("datasets", {})
     rows = []
+    # a Noisy Student's set: the labelled set plus the kept pool images, at most the whole pool (an upper bound)
+    pseudo = {it["dataset"]: {"train": datasets[it["labelled"]].get("train", 0) + datasets[it["pool"]].get("train", 0),
+                              "classes": datasets[it["labelled"]].get("classes", 1000)}
+              for it in plan.noisy_student(config)}
     for model, up in plan.pretrain_runs(config):
         s = train.Config(**plan.pretrain_settings(config, model, up))
-        steps = optim.to_steps(s.epochs, s.steps, datasets[up].get("train", 0), s.batch_size)
+        d = pseudo.get(up) or datasets[up]
+        steps = optim.to_steps(s.epochs, s.steps, d.get("train", 0), s.batch_size)
         rows.append({"stage": "pretrain", "model": model, "upstream": up, "task": up, "resolution": s.img_size,
                      "runs": 1, "images": steps * s.batch_size, "spec": plan.model_spec(config, model),
-                     "classes": datasets[up].get("classes", 1000)})
+                     "classes": d.get("classes", 1000)})
     if "finetune" not in config:
         return rows
     grid = plan.finetune_grid(config)

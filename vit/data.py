@@ -99,10 +99,12 @@ class Rows:
         return np.asarray(self.array[self.index], dtype=dtype)
 
 
-def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray, dict]:
+def load_split(data_dir: str | Path, split: str, soft: bool = False) -> tuple[np.ndarray, np.ndarray, dict]:
     """Images (N,H,W,3) uint8 and labels (N,) int64 of `split`. "train+val" concatenates splits;
     "train[:98%]" / "train[98%:]" take a percent slice (`parse_part`). A single split comes back
-    memory-mapped (read when used), so a split larger than memory can still be trained on."""
+    memory-mapped (read when used), so a split larger than memory can still be trained on.
+    `soft`: the labels are <split>_soft.npy instead, (N, K) float32 target distributions (Noisy
+    Student's soft pseudo-labels, vit.noisy_student --labels=soft)."""
     manifest = read_manifest(data_dir)
     xs, ys = [], []
     for part in split.split("+"):
@@ -111,6 +113,11 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
             raise DataError(f"{Path(data_dir) / MANIFEST}: no split {name!r}; "
                             f"available: {', '.join(manifest['splits'])}")
         files = split_files(name)
+        if soft:
+            files = (files[0], f"{name}_soft.npy")
+            if files[1] not in manifest.get("files", {}):
+                raise DataError(f"{Path(data_dir) / MANIFEST}: no soft labels for split {name!r} ({files[1]}); "
+                                f"soft_targets needs a set pseudo-labelled with --labels=soft (noisy_student.labels)")
         verify(data_dir, list(files), manifest)
         x, y = np.load(Path(data_dir) / files[0], mmap_mode="r"), np.load(Path(data_dir) / files[1])
         if (lo, hi) != (0.0, 100.0):
@@ -120,7 +127,7 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
         ys.append(y)
     x = np.concatenate([np.asarray(a) for a in xs]) if len(xs) > 1 else xs[0]
     y = np.concatenate(ys) if len(ys) > 1 else ys[0]
-    return x, y.astype(np.int64), manifest
+    return x, y.astype(np.float32 if soft else np.int64), manifest
 
 
 # ----------------------------------------------------------------------------- torch side
@@ -229,7 +236,8 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
     lam = float(rng.beta(mixup, mixup))
     partner = torch.from_numpy(rng.permutation(len(idx)))[pos]
     xp, yp = load(partner)
-    one_hot = lambda t: torch.nn.functional.one_hot(t.long(), num_classes).float()  # noqa: E731
+    def one_hot(t):  # soft targets (N, K) are distributions already
+        return t.float() if t.ndim == 2 else torch.nn.functional.one_hot(t.long(), num_classes).float()
     return lam * xb + (1 - lam) * xp, lam * one_hot(yb) + (1 - lam) * one_hot(yp)
 
 

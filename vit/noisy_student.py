@@ -25,8 +25,9 @@ Choices:
   when a weak teacher leaves most classes empty: our shapes_l EfficientNet teacher (5 % val top-1) keeps
   109 of 20,000 pool images, in 4 of 64 classes, which would give 2 per class.
 - `--labels=soft` also writes `train_soft.npy`, float16 (N, K): the teacher's probabilities for pool rows,
-  one-hot vectors for labelled rows; hard labels stay in `train_labels.npy` (argmax). `vit.train` does not
-  read it yet: soft targets need a loss -sum(q * log_softmax(logits)) over the batch's rows of this array.
+  one-hot vectors for labelled rows; hard labels stay in `train_labels.npy` (argmax). A student trains on
+  it with `vit.train --soft_targets=true` (the workflow sets it when noisy_student.labels is soft):
+  cross-entropy against the teacher's distribution, -sum(q * log_softmax(logits)).
 - An existing output is kept when its data files are identical to what this run computes and refused
   otherwise (unlike `vit.prepare`, which rewrites in place): a pseudo-labelled set depends on a teacher,
   and silently replacing the data a student was trained on would orphan that student's results.
@@ -61,7 +62,7 @@ class Config:
     name: str = ""           # dataset name in the manifest ("" = the out folder's name)
     threshold: float = 0.3   # keep pool images whose top teacher probability is >= this (NS: 0.3)
     per_class: int = 0       # images per class after balancing (0 = the mean kept count per class)
-    labels: str = "hard"     # hard | soft (soft also writes train_soft.npy; vit.train reads hard labels only)
+    labels: str = "hard"     # hard | soft (soft also writes train_soft.npy, for vit.train --soft_targets)
     seed: int = 0            # draws the duplicated copies of under-full classes
     batch_size: int = 256    # teacher inference batch
     threads: int = 0         # torch CPU threads (0 = torch's default); Snakemake passes {threads}

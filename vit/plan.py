@@ -64,7 +64,8 @@ def pretrain_settings(config: dict, model: str, upstream: str) -> dict:
     ns = {it["dataset"]: it for it in noisy_student(config)}
     own = pre.get("per_model", {}).get(model, {})
     if upstream in ns:  # a student: the labelled set's epochs, with the student's noise settings
-        return {**pre["train"], "epochs": pre["epochs"][ns[upstream]["labelled"]], **own,
+        soft = {"soft_targets": True} if config["noisy_student"].get("labels") == "soft" else {}
+        return {**pre["train"], "epochs": pre["epochs"][ns[upstream]["labelled"]], **own, **soft,
                 **config["noisy_student"].get("train", {})}
     return {**pre["train"], "epochs": pre["epochs"][upstream], **own}
 

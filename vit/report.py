@@ -175,7 +175,7 @@ def hyperrule_table(summary: pd.DataFrame, hyperrule: pd.DataFrame, config: dict
                 diff = (hr[hr.resolution == res].groupby("seed").top1.mean()
                         - main.groupby("seed").top1.mean()).dropna()
                 rows[-1]["HyperRule minus shared (mean over tasks)"] = fmt(diff)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).fillna("")
 
 
 def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, config: dict,
@@ -222,6 +222,15 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
         "",
         pd.DataFrame(rows).to_markdown(index=False),
         "",
+    ]
+    if len(hyperrule):
+        lines += [f"Rows marked BiT-HyperRule fine-tune the same checkpoint with BiT's own recipe instead of the "
+                  f"shared protocol: {hyperrule_text(config)}.", ""]
+    if plan.noisy_student(config):
+        lines += ["The Noisy Student row is the last iteration's student, pre-trained on the labelled set plus "
+                  "the pool images its teacher pseudo-labelled; its compute adds the first teacher's and every "
+                  "student's pre-training (the recipe's cost).", ""]
+    lines += [
         "**Paper** (Dosovitskiy et al. 2021, Table 2; numbers from `vit/reference.yaml`): top-1 in %, "
         "mean ± std over 3 fine-tuning runs; compute in TPUv3-core-days.",
         "",
@@ -243,13 +252,6 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
                                                          else f"{v['mean']:.2f}")
         row["TPUv3-core-days (paper)"] = p["tpuv3_core_days"]
         paper_rows.append(row)
-    if len(hyperrule):
-        lines[-1:-1] = [f"Rows marked BiT-HyperRule fine-tune the same checkpoint with BiT's own recipe instead of the "
-                        f"shared protocol: {hyperrule_text(config)}.", ""]
-    if plan.noisy_student(config):
-        lines[-1:-1] = ["The Noisy Student row is the last iteration's student, pre-trained on the labelled set plus "
-                        "the pool images its teacher pseudo-labelled; its compute adds the first teacher's and every "
-                        "student's pre-training (the recipe's cost).", ""]
     lines += [pd.DataFrame(paper_rows).to_markdown(index=False), "",
               "The two tables share a design, not datasets: our downstream tasks are laptop-scale "
               "stand-ins (see report.md), so compare the ordering of the models, not the numbers."]
@@ -491,7 +493,10 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         f"resolution) and {hi} px (position embeddings resampled in 2D: {interp}), {n_seeds} seeds each: "
         f"{len(summary) - n_scratch} fine-tuned runs, plus {n_scratch} runs of the same architectures trained "
         f"from scratch with the same budget" + (f", plus {len(ablation)} runs of the resolution ablation"
-                                                 if len(ablation) else "") + ". "
+                                                 if len(ablation) else "")
+        + (f", plus {len(hyperrule)} runs with the BiT-HyperRule" if hyperrule is not None and len(hyperrule) else "")
+        + (f"; the pre-training runs include {len(plan.noisy_student(config))} Noisy Student students"
+           if plan.noisy_student(config) else "") + ". "
         f"Numbers are test top-1 in %, mean ± sd over seeds (n = {n_seeds} unless stated). Chance level: "
         + ", ".join(f"{datasets[t].get('label', t)} {c}" for t, c in chance.items()) + ".",
         "",

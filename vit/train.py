@@ -62,6 +62,8 @@ class Config:
     schedule: str = "cosine"        # cosine | linear | constant | step, after linear warm-up
     decay_at: list = field(default_factory=list)  # schedule=step: fractions of the steps where lr /= 10
     mixup: float = 0.0              # MixUp alpha (BiT-HyperRule: 0.1 from 20k training examples)
+    soft_targets: bool = False      # train on <train_split>_soft.npy, target distributions (Noisy Student's
+                                    # soft pseudo-labels), instead of the hard labels; cross-entropy takes both
     objective: str = "classify"     # classify | mpp: masked patch prediction, self-supervised (paper sec. 4.6)
     grad_clip: float = 1.0          # global norm (0 = off)
     polyak: float = 0.0             # Polyak averaging of the weights (0.9999 for Table 2's ImageNet fine-tunes);
@@ -205,7 +207,7 @@ def train(cfg: Config) -> dict:
     chash = run_hash(cfg)
 
     # ---------------------------------------------------------------- data
-    xs, ys, manifest = data.load_split(cfg.data, cfg.train_split)
+    xs, ys, manifest = data.load_split(cfg.data, cfg.train_split, soft=cfg.soft_targets)
     x_train, y_train = data.images(xs, cfg.img_size, cfg.memory_gb), torch.from_numpy(ys)
     total = optim.to_steps(cfg.epochs, cfg.steps, len(x_train), cfg.batch_size)
 
