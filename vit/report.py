@@ -623,8 +623,8 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
             " ".join(ssl_text) + (
                 f" The paper (sec. 4.6): ViT-B/16 pre-trained this way on JFT reaches "
                 f"{paper_mpp.get('imagenet_top1_after_finetune', '?')} % ImageNet top-1 after fine-tuning, "
-                f"{paper_mpp.get('vs_scratch', '?')} over training from scratch and {paper_mpp.get('vs_supervised', '?')} "
-                "below supervised pre-training (paper's numbers)." if paper_mpp else ""),
+                f"{paper_mpp.get('vs_scratch', '?')} against training from scratch and {paper_mpp.get('vs_supervised', '?')} "
+                "against supervised pre-training (paper's numbers)." if paper_mpp else ""),
             "",
         ]
     lines += [
