@@ -66,6 +66,66 @@ def test_interrupted_run_resumes_to_the_same_result(digits_dir, tmp_path, monkey
     assert steps == [1, 2, 3, 4]  # history kept up to the checkpoint, nothing logged twice
 
 
+def test_slurm_durations_parse():
+    assert [train.parse_slurm_time(t) for t in ("2-03:04:05", "03:04:05", "04:05", "05", "1-00", "1-02:03")] == [
+        183845, 11045, 245, 5, 86400, 93780]
+    assert train.parse_slurm_time("UNLIMITED") is None and train.parse_slurm_time("") is None
+
+
+def test_time_limit_stops_at_a_saved_state_and_retries_chain_to_the_unbroken_result(digits_dir, tmp_path):
+    """A budget already spent: each attempt trains one step, saves its state and exits with EXIT_RESUME
+    (what Snakemake's `retries` restart); the chain of attempts ends with the unbroken run's weights and
+    metrics, and the budget settings do not change the run's identity."""
+    full = train.train(_pretrain_cfg(digits_dir, tmp_path / "full", augment="crop_flip", ckpt_every=0))
+    cfg = _pretrain_cfg(digits_dir, tmp_path / "cut", augment="crop_flip", ckpt_every=0, time_limit_s=1e-3,
+                        time_margin_s=0.0)
+    assert train.run_hash(cfg) == train.run_hash(dataclasses.replace(cfg, time_limit_s=0.0, time_margin_s=300.0))
+    attempts = 0
+    while True:
+        attempts += 1
+        try:
+            resumed = train.train(cfg)
+            break
+        except train.TimeLimit as stop:
+            assert stop.code == train.EXIT_RESUME and "the next attempt resumes" in str(stop)
+            state = torch.load(next((tmp_path / "cut").glob("state-*.pt")), weights_only=False)
+            assert state["step"] == attempts and not (tmp_path / "cut" / "summary.json").exists()
+    assert attempts == 4  # one step per attempt: the first step always runs, so every attempt progresses
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed["eval"] == full["eval"] and resumed["final_train_loss"] == full["final_train_loss"]
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+             if json.loads(ln)["split"] == "train"]
+    assert steps == [1, 2, 3, 4]
+
+
+def test_time_limit_defaults_to_the_slurm_jobs_and_the_cli_exits_75(digits_dir, tmp_path, monkeypatch):
+    """Under SLURM (SLURM_JOB_ID set) the limit is the job's time left, from squeue; from the command line
+    a stop prints why and exits with status 75."""
+    import os
+    import subprocess
+    import sys
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "squeue").write_text("#!/bin/sh\necho '0:00:02'\n")
+    (fake / "squeue").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_ID", "123")
+    monkeypatch.setattr(train, "_SLURM_DEADLINE", None)
+    assert train.slurm_time_left() == 2
+    with pytest.raises(train.TimeLimit):  # 2 s left, a 2,000-step run: it stops early, at a saved state
+        train.train(dataclasses.replace(_pretrain_cfg(digits_dir, tmp_path / "slurm", time_margin_s=0.0), steps=2000))
+    assert 0 < torch.load(next((tmp_path / "slurm").glob("state-*.pt")), weights_only=False)["step"] < 2000
+    monkeypatch.delenv("SLURM_JOB_ID")
+    cmd = [sys.executable, "-m", "vit.train", f"--data={digits_dir}", f"--out={tmp_path / 'cli'}", "--model=vit",
+           f"--model_args={cli.literal(TINY_VIT)}", "--img_size=16", "--steps=50", "--batch_size=16", "--threads=1",
+           "--time_limit_s=0.001", "--time_margin_s=0"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 75 and "stopped before step 2/50" in proc.stderr, proc.stderr[-2000:]
+
+
 def test_lr_schedule():
     assert optim.lr_at(0, 100, 1.0, 10, "cosine") == pytest.approx(0.1)
     assert optim.lr_at(9, 100, 1.0, 10, "linear") == pytest.approx(1.0)

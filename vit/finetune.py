@@ -210,6 +210,9 @@ def main(argv: list[str] | None = None) -> None:
     except (cli.ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
+    except train.TimeLimit as e:  # the grid resumes on the next attempt: finished runs are skipped
+        print(e.message, file=sys.stderr, flush=True)
+        raise
 
 
 if __name__ == "__main__":

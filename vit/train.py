@@ -21,7 +21,9 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import resource
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +71,9 @@ class Config:
     polyak: float = 0.0             # Polyak averaging of the weights (0.9999 for Table 2's ImageNet fine-tunes);
                                     # evaluation, few-shot probes and the checkpoint use the average
     label_smoothing: float = 0.0
+    time_limit_s: float = 0.0       # the process's wall-clock budget (0 = the SLURM job's time limit, if any): the
+                                    # run saves its state and exits with EXIT_RESUME before the budget runs out
+    time_margin_s: float = 300.0    # ... this long before it (plus twice the slowest step): room for the state save
     augment: str = "none"           # none | crop_flip | randaugment (crop_flip + RandAugment: Noisy Student)
     seed: int = 0
     eval_every: int = 0
@@ -85,7 +90,66 @@ class Config:
 
 # Settings that change how a run executes, not what it computes: kept out of the run's identity, so a
 # resumed or re-launched run with other threads or logging still finds its state and finished results.
-RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every", "memory_gb")
+RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every", "memory_gb", "time_limit_s", "time_margin_s")
+# A run stopped for its wall-clock budget exits with this status (EX_TEMPFAIL) after saving its state:
+# Snakemake counts the job as failed and, with `retries`, starts it again; the next attempt resumes.
+EXIT_RESUME = 75
+_STARTED = time.monotonic()  # about when the process started: the time limit counts from the job's start
+
+
+def parse_slurm_time(text: str) -> float | None:
+    """Seconds of a SLURM duration ("2-03:04:05", "03:04:05", "04:05", "05"); None if unlimited or unset."""
+    text = text.strip()
+    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text)
+    if not m:
+        return None
+    days, *rest = m.groups()
+    parts = [int(x) for x in rest if x is not None]
+    if days is not None:  # D-H, D-H:M, D-H:M:S
+        parts += [0] * (3 - len(parts))
+    else:  # S, M:S, H:M:S
+        parts = [0] * (3 - len(parts)) + parts
+    h, mi, sec = parts
+    return ((int(days or 0) * 24 + h) * 60 + mi) * 60 + sec
+
+
+def slurm_time_left() -> float | None:
+    """Seconds left in this process's SLURM job (`squeue -o %L`), None outside SLURM, when unlimited or
+    when squeue cannot answer: the SLURM time limit that a training job stops ahead of."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return parse_slurm_time(out.stdout) if out.returncode == 0 else None
+
+
+def _deadline(cfg: Config) -> float | None:
+    """time.monotonic() by which the process must be done: --time_limit_s from the process's start, else
+    the SLURM job's end (asked once per process), else None."""
+    global _SLURM_DEADLINE
+    if cfg.time_limit_s:
+        return _STARTED + cfg.time_limit_s
+    if _SLURM_DEADLINE is None:
+        left = slurm_time_left()
+        _SLURM_DEADLINE = time.monotonic() + left if left else float("inf")
+    return None if _SLURM_DEADLINE == float("inf") else _SLURM_DEADLINE
+
+
+_SLURM_DEADLINE: float | None = None
+
+
+class TimeLimit(SystemExit):
+    """The run saved its state and stopped before its wall-clock budget ran out."""
+
+    def __init__(self, message: str):
+        super().__init__(EXIT_RESUME)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def run_hash(cfg: Config) -> str:
@@ -154,6 +218,17 @@ def _objective(cfg: Config, model, device):
     for p in model.get_classifier().parameters():  # unused by MPP: frozen, so DDP and the optimiser skip it
         p.requires_grad_(False)
     return mpp.MaskedPatchPrediction(model).to(device)
+
+
+def _out_of_time(deadline: float, margin: float, slowest: float, dist: Dist) -> bool:
+    """Whether the time left is too little for two more of the slowest steps and the margin. Rank 0
+    decides for all processes, so that every rank stops at the same step."""
+    stop = time.monotonic() + 2 * slowest + margin >= deadline
+    if dist.world > 1:
+        flag = torch.tensor([float(stop)], device="cuda" if torch.cuda.is_available() else "cpu")
+        torch.distributed.broadcast(flag, 0)
+        stop = bool(flag.item())
+    return stop
 
 
 def _resume(path: Path, model, opt, ema, metrics_path: Path, main: bool) -> tuple[int, float, int, float | None]:
@@ -239,6 +314,17 @@ def train(cfg: Config) -> dict:
                                  mixup=cfg.mixup, num_classes=manifest["num_classes"]) for p in parts]
 
     ckpt_time, ckpt_saves = 0.0, 0  # the cost of resumability, reported in summary.json
+    slowest = 0.0  # the slowest step so far: the time limit keeps room for two more
+    deadline = _deadline(cfg)
+
+    def save_state(steps_done: int) -> None:
+        # the schedule is a pure function of (step, config) and batches of (seed, step): step restores both
+        save_torch(state_path, {"model": trained.state_dict(), "optimizer": opt.state_dict(), "step": steps_done,
+                                "train_time_s": train_time, "timed_images": timed_images,
+                                "rng": torch.get_rng_state(), "loss_ema": loss_ema,
+                                "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                                "ema": ema.module.state_dict() if ema is not None else None,
+                                "config": dataclasses.asdict(cfg), "config_hash": chash})
     streamed = isinstance(x_train, data.Streamed)
     prefetch = concurrent.futures.ThreadPoolExecutor(1) if streamed else None
     next_batches = None
@@ -248,6 +334,20 @@ def train(cfg: Config) -> dict:
     bar = tqdm(range(start, total), initial=start, total=total, desc=f"{cfg.model} {Path(cfg.data).name}",
                mininterval=2.0, unit="step", dynamic_ncols=True, disable=not dist.main)
     for step in bar:
+        # checked before a step, once the previous one is fully done (logged, evaluated): the saved state
+        # is then exactly what a checkpoint at this step holds
+        if deadline is not None and step > start and _out_of_time(deadline, cfg.time_margin_s, slowest, dist):
+            if dist.main:
+                save_state(step)
+                log.close()
+            bar.close()
+            if prefetch is not None:
+                prefetch.shutdown()
+            if dist.world > 1:
+                torch.distributed.barrier()
+            raise TimeLimit(f"{cfg.out}: stopped before step {step + 1}/{total}, "
+                            f"{deadline - time.monotonic():.0f} s before the time limit; the state "
+                            f"is saved and the next attempt resumes (exit status {EXIT_RESUME})")
         lr = optim.lr_at(step, total, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.decay_at)
         for group in opt.param_groups:
             group["lr"] = lr
@@ -278,6 +378,7 @@ def train(cfg: Config) -> dict:
         if ema is not None:
             ema.update(trained)
         dt = time.perf_counter() - t0
+        slowest = max(slowest, dt)
         if step - start >= 2:  # the first steps of a process pay for allocation and kernel selection
             train_time += dt
             timed_images += cfg.batch_size
@@ -299,13 +400,7 @@ def train(cfg: Config) -> dict:
             trained.train()
         if cfg.ckpt_every and (step + 1) % cfg.ckpt_every == 0 and step + 1 < total:
             t_save = time.perf_counter()
-            # the schedule is a pure function of (step, config) and batches of (seed, step): step restores both
-            save_torch(state_path, {"model": trained.state_dict(), "optimizer": opt.state_dict(), "step": step + 1,
-                                    "train_time_s": train_time, "timed_images": timed_images,
-                                    "rng": torch.get_rng_state(), "loss_ema": loss_ema,
-                                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                                    "ema": ema.module.state_dict() if ema is not None else None,
-                                    "config": dataclasses.asdict(cfg), "config_hash": chash})
+            save_state(step + 1)
             ckpt_time += time.perf_counter() - t_save
             ckpt_saves += 1
     bar.close()
