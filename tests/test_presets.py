@@ -72,10 +72,14 @@ def test_planned_jobs_resources_and_launch(planned):
             assert (r["gpu"], r["cpus_per_gpu"], r["slurm_partition"]) == ("8", "8", "gpu")
             assert int(r["mem_mb"]) >= 400_000 and int(r["runtime"]) >= 24 * 60
             assert "tasks" not in r  # would become --ntasks-per-gpu and multiply the processes
-            assert j["shell"].startswith(f"torchrun --standalone --nnodes=1 --nproc_per_node={r['gpu']} -m vit.")
+            # its own devices first (vit.gpus), then one process per GPU
+            assert j["shell"].startswith(f"python -m vit.gpus --count={r['gpu']} -- "
+                                         f"torchrun --standalone --nnodes=1 --nproc_per_node={r['gpu']} -m vit.")
             assert j["args"]["threads"] == 8
         elif j["rule"] in ONE_GPU_RULES:
-            assert j["resources"]["gpu"] == "1" and j["shell"].startswith("python -m vit."), j["rule"]
+            # inspect takes a device of its own; peak asks for every core, so nothing runs beside it
+            prefix = "python -m vit.gpus --count=1 -- python -m vit." if j["rule"] == "inspect" else "python -m vit."
+            assert j["resources"]["gpu"] == "1" and j["shell"].startswith(prefix), j["rule"]
         else:
             assert "gpu" not in j["resources"], j["rule"]
     # light rules run on the login node: a dry run prints no executor, so check the rule definitions

@@ -61,6 +61,7 @@ rule inspect:
     params:
         data=lambda w, input: os.path.dirname(input.data),
         split=inspect_split,
+        launch=launch,
         out=subpath(output.npz, parent=True),
     conda:
         ENV
@@ -70,7 +71,7 @@ rule inspect:
     resources:
         gpu=0,
     shell:
-        "python -m vit.inspect --checkpoint={input.ckpt} --data={params.data} --split={params.split} "
+        "{params.launch} -m vit.inspect --checkpoint={input.ckpt} --data={params.data} --split={params.split} "
         "--out={params.out} --threads={threads} > {log} 2>&1"
 
 

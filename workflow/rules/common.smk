@@ -117,9 +117,12 @@ HYPERRULE_RUNS = plan.hyperrule_runs(config) if EXPERIMENT else []
 
 def launch(wildcards, resources):
     """`python`, or torchrun with one process per GPU when the profile gives the job several
-    (single node; torch.distributed DDP, NCCL on GPUs)."""
+    (single node; torch.distributed DDP, NCCL on GPUs). A job with GPUs starts through vit.gpus, which
+    gives it free devices of its own (CUDA_VISIBLE_DEVICES): `--resources gpu=N` on a workstation runs
+    GPU jobs side by side, none sharing a device."""
     gpus = int(resources.get("gpu", 0) or 0)
-    return f"torchrun --standalone --nnodes=1 --nproc_per_node={gpus}" if gpus > 1 else "python"
+    run = f"torchrun --standalone --nnodes=1 --nproc_per_node={gpus}" if gpus > 1 else "python"
+    return f"python -m vit.gpus --count={gpus} -- {run}" if gpus else run
 
 
 def model_spec(model):
