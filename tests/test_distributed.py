@@ -2,9 +2,11 @@
 processes (gloo on CPU) gives the update a single process computes on the whole batch."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import TINY_VIT
@@ -30,6 +32,35 @@ def test_gradient_accumulation_matches_the_full_batch(digits_dir, tmp_path):
                                                       "--accum_steps=4"]))
     assert acc["micro_batch"] == 4 and full["micro_batch"] == 16
     assert _close(_weights(tmp_path / "full"), _weights(tmp_path / "acc"))
+
+
+def test_accumulation_follows_a_memory_budget(digits_dir, tmp_path):
+    """--device_memory_gb picks the fewest accumulation steps whose micro-batch fits (measured saved
+    activations + weights, gradients, optimiser state), logs them, leaves the run's identity, its random
+    stream and its update unchanged."""
+    from vit import memory, models
+
+    assert [memory.accum_steps_for(16, 1, b * 2**20, 2**20, 0, headroom=1.0) for b in (16, 8, 5, 1)] == [1, 2, 4, 16]
+    assert memory.accum_steps_for(16, 2, 5 * 2**20, 2**20, 0, headroom=1.0) == 2  # 8 per process -> 4 per micro
+    with pytest.raises(ValueError, match="raise device_memory_gb"):
+        memory.accum_steps_for(16, 1, 2**20, 2**20, 2**20)
+    model = models.create(TINY_VIT, 10, 32)
+    per_image = memory.saved_bytes_per_image(model, 32, torch.device("cpu"))
+    big = models.create(TINY_VIT, 10, 64)
+    assert memory.saved_bytes_per_image(big, 64, torch.device("cpu")) > 2 * per_image > 0  # 4x the tokens
+    fixed = memory.state_bytes(model, "sgd")
+    budget_gb = (fixed + 1.5 * 6 * per_image) / 2**30  # room for micro-batches of 4 of the 16, not of 8
+    train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'full'}"]))
+    cfg = cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'fit'}",
+                                          f"--device_memory_gb={budget_gb}"])
+    fit = train.train(cfg)
+    assert (fit["accum_steps"], fit["micro_batch"], fit["config"]["accum_steps"]) == (4, 4, 4)
+    # the same run, split differently: a state saved under one split resumes under another
+    assert fit["config_hash"] == train.run_hash(dataclasses.replace(cfg, accum_steps=1, device_memory_gb=0.0))
+    assert _close(_weights(tmp_path / "full"), _weights(tmp_path / "fit"))
+    with pytest.raises(cli.ConfigError, match="device_memory_gb"):
+        train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'none'}",
+                                                    "--device_memory_gb=0.000001"]))
 
 
 def test_torchrun_two_processes_match_one(digits_dir, tmp_path):

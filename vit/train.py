@@ -55,6 +55,8 @@ class Config:
     steps: int = 0
     batch_size: int = 128           # the global batch: split over processes (torchrun) and accumulation steps
     accum_steps: int = 1            # gradient accumulation: micro-batches per optimiser step
+    device_memory_gb: float = 0.0   # per-device budget: accum_steps becomes the fewest whose micro-batch fits
+                                    # (vit.memory; 0 = accum_steps as given); batch, lr and steps do not change
     optimizer: str = "adam"         # adam (pre-training, Table 3) | sgd (fine-tuning, Table 4)
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -90,7 +92,10 @@ class Config:
 
 # Settings that change how a run executes, not what it computes: kept out of the run's identity, so a
 # resumed or re-launched run with other threads or logging still finds its state and finished results.
-RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every", "memory_gb", "time_limit_s", "time_margin_s")
+# accum_steps too: accumulation gives the full batch's update (tests/test_distributed.py), so a run resumed
+# on other hardware with another split is the same run.
+RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every", "memory_gb", "time_limit_s", "time_margin_s",
+                "accum_steps", "device_memory_gb")
 # A run stopped for its wall-clock budget exits with this status (EX_TEMPFAIL) after saving its state:
 # Snakemake counts the job as failed and, with `retries`, starts it again; the next attempt resumes.
 EXIT_RESUME = 75
@@ -220,6 +225,35 @@ def _objective(cfg: Config, model, device):
     return mpp.MaskedPatchPrediction(model).to(device)
 
 
+def _accum_for_budget(cfg: Config, trained, device: torch.device, dist: Dist) -> int:
+    """The fewest accumulation steps whose micro-batch fits cfg.device_memory_gb (vit.memory), measured
+    on a copy of the model under the run's autocast, with the RNG state restored: the probe changes
+    neither the weights, nor BatchNorm statistics, nor the random stream of the run."""
+    import copy
+
+    from vit import memory
+
+    rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" else None
+    probe = copy.deepcopy(trained)
+    forward = (lambda m, x: m(x, mpp=True)[0]) if cfg.objective == "mpp" else None
+    with _autocast(device):
+        per_image = memory.saved_bytes_per_image(probe, cfg.img_size, device, forward)
+    del probe
+    torch.set_rng_state(rng)
+    if cuda_rng is not None:
+        torch.cuda.set_rng_state_all(cuda_rng)
+    try:
+        accum = memory.accum_steps_for(cfg.batch_size, dist.world, cfg.device_memory_gb * 2**30, per_image,
+                                       memory.state_bytes(trained, cfg.optimizer))
+    except ValueError as e:
+        raise cli.ConfigError(f"--device_memory_gb={cfg.device_memory_gb}: {e}") from None
+    if dist.main:
+        print(f"memory budget {cfg.device_memory_gb:g} GB per device: {per_image / 2**20:.3f} MiB saved per image ({per_image} B) "
+              f"-> accum_steps={accum}, micro-batch {cfg.batch_size // (dist.world * accum)}", flush=True)
+    return accum
+
+
 def _out_of_time(deadline: float, margin: float, slowest: float, dist: Dist) -> bool:
     """Whether the time left is too little for two more of the slowest steps and the margin. Rank 0
     decides for all processes, so that every rank stops at the same step."""
@@ -293,6 +327,9 @@ def train(cfg: Config) -> dict:
     # a wrapper with a mask token and a colour head; `model` stays the plain classifier for checkpoints
     trained = _objective(cfg, model, device)
     opt = optim.make_optimizer(trained, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum, cfg.beta2)
+    if cfg.device_memory_gb:
+        cfg = dataclasses.replace(cfg, accum_steps=_accum_for_budget(cfg, trained, device, dist))
+        micro = cfg.batch_size // (dist.world * cfg.accum_steps)
     state_path = out / f"state-{chash}.pt"
     metrics_path = out / "metrics.jsonl"
     ema = ModelEmaV3(trained, decay=cfg.polyak) if cfg.polyak else None  # timm's exponential moving average
