@@ -88,9 +88,9 @@ def test_hyperrule_recipe_sets_each_task_from_its_size_and_image_size(digits_dir
     its resolution from the native image size (digits: 8 px -> 128), overrides on top, --resolutions
     replacing the rule's; the runs are tagged with the recipe."""
     manifest = data.read_manifest(digits_dir)
-    n = finetune.split_rows(manifest, "train+val")
+    n = data.split_size(manifest, "train+val")
     assert n == manifest["splits"]["train"] + manifest["splits"]["val"]
-    assert finetune.split_rows(manifest, "train[:75%]") == round(0.75 * manifest["splits"]["train"])
+    assert data.split_size(manifest, "train[:75%]") == round(0.75 * manifest["splits"]["train"])
     cfg = finetune.Config(tasks=["digits"], seeds=[0], recipe="bit_hyperrule")
     tcfg = cli.parse(train.Config, ["--lr=0.1", "--schedule=cosine", "--grad_clip=1.0", "--train_split=train+val"])
     s, grid = finetune.task_settings(cfg, tcfg, "digits", manifest)
@@ -105,7 +105,7 @@ def test_hyperrule_recipe_sets_each_task_from_its_size_and_image_size(digits_dir
     with pytest.raises(cli.ConfigError, match="batch_sise"):
         finetune.task_settings(dataclasses.replace(cfg, recipe_override={"batch_sise": 8}), tcfg, "digits", manifest)
     with pytest.raises(data.DataError, match="trainval"):
-        finetune.split_rows(manifest, "trainval")
+        data.split_size(manifest, "trainval")
     # a short end-to-end run: the rule's settings reach the run, with the steps overridden to stay fast
     run_cfg = dataclasses.replace(cfg, model="vit", model_args=TINY_VIT, resolutions=[16], data_root=str(digits_dir.parent),
                                   out=str(tmp_path / "hr"), recipe_override={"batch_size": 8, "steps": 4, "warmup_steps": 1})

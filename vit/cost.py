@@ -5,7 +5,8 @@
 FLOPs per training image (forward + backward) are counted with FlopCounterMode on PyTorch's meta
 device (no memory, no time; the same counter the training runs use), at each job's resolution.
 Images per job follow the config the way the workflow runs it: pre-training epochs x the upstream
-set's `train` size (or steps x batch; a Noisy Student's set counts its whole pool, an upper bound); fine-tuning steps x batch for every task, resolution and seed,
+set's `train` size (or steps x batch; a Noisy Student's set counts its whole pool, an upper
+bound); fine-tuning steps x batch for every task, resolution and seed,
 plus one dev run per learning rate where a grid is chosen on a dev split (vit.finetune).
 Device-hours = FLOPs / (peak x assumed utilisation); the peaks are the vendors' dense bf16 numbers, and
 the utilisation (MFU) is an assumption the output states, not a measurement. Evaluation is not counted.
@@ -16,8 +17,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from vit import cli, finetune, models, optim, plan, train
-from vit import tv_sources
+from vit import cli, finetune, models, optim, plan, train, tv_sources
 from vit.data import DataError, parse_part
 
 # dense bf16 tensor-core peaks (FLOP/s): NVIDIA H100 SXM and A100 SXM datasheets; TPUv3 per core (paper)
@@ -100,7 +100,8 @@ def hyperrule_jobs(config: dict) -> list[dict]:
         split = shared.per_task.get(task, {}).get("train_split", args.get("train_split", "train"))
         counts = {k: d[k] for k in ("train", "val", "test") if d.get(k)}
         if "train" in counts:  # `train` counts the split the task trains on (Pets: trainval)
-            counts.update({parse_part(p)[0]: d["train"] for p in split.split("+") if parse_part(p)[0] not in counts})
+            names = (parse_part(p)[0] for p in split.split("+"))
+            counts.update({name: d["train"] for name in names if name not in counts})
         native = (tv_sources.TV_DATASETS.get(d.get("task", ""), {}).get("native_size")
                   if d.get("source") == "torchvision" else None)
         manifest = {"name": task, "splits": counts, "image_size": [d.get("size", 224)] * 2,

@@ -73,6 +73,20 @@ def parse_part(part: str) -> tuple[str, float, float]:
     return m.group(1), lo, hi
 
 
+def split_size(manifest: dict, split: str) -> int:
+    """Examples in `split` ("train+val", "train[:98%]") of a prepared dataset, from its manifest alone:
+    the rows load_split would return (a slice keeps round(n * hi%) - round(n * lo%), as slice_index)."""
+    total = 0
+    for part in split.split("+"):
+        name, lo, hi = parse_part(part)
+        if name not in manifest.get("splits", {}):
+            raise DataError(f"dataset {manifest.get('name', '?')}: no split {name!r}; "
+                            f"available: {', '.join(manifest.get('splits', {}))}")
+        n = manifest["splits"][name]
+        total += round(n * hi / 100) - round(n * lo / 100)
+    return total
+
+
 def slice_index(n: int, lo: float, hi: float) -> np.ndarray:
     """Rows of a percent slice: a fixed permutation (seed 0, independent of the run's seed) cut at the
     bounds, so train[:98%] and train[98%:] are disjoint and cover the split even when it is stored in

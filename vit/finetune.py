@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vit import cli, recipes, train
-from vit.data import DataError, parse_part, read_manifest
+from vit.data import DataError, read_manifest, split_size
 from vit.logs import read_json, write_json
 
 
@@ -69,19 +69,6 @@ def check_settings(settings: dict) -> None:
     cli.parse(train.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in settings.items()])
 
 
-def split_rows(manifest: dict, split: str) -> int:
-    """Examples in `split` ("train+val", "train[:98%]") of a prepared dataset's manifest."""
-    total = 0
-    for part in split.split("+"):
-        name, lo, hi = parse_part(part)
-        if name not in manifest.get("splits", {}):
-            raise DataError(f"dataset {manifest.get('name', '?')}: no split {name!r} "
-                            f"(has {', '.join(manifest.get('splits', {}))})")
-        n = manifest["splits"][name]
-        total += round(n * hi / 100) - round(n * lo / 100)
-    return total
-
-
 def native_hw(manifest: dict) -> tuple[int, int]:
     """The images' size before preparation resized them (info.native_size), else their stored size:
     the HyperRule picks its resolution from the original images (CIFAR's 32 px, not a 384 px copy)."""
@@ -93,7 +80,7 @@ def recipe_settings(cfg: Config, train_split: str, manifest: dict) -> dict:
     """The recipe's settings for one task (see the module doc), before --recipe_override."""
     if cfg.recipe not in RECIPES:
         raise cli.ConfigError(f"--recipe={cfg.recipe!r}: expected one of {', '.join(RECIPES)} (or none)")
-    rule = recipes.bit_hyperrule(split_rows(manifest, train_split), native_hw(manifest), variant=cfg.recipe_variant)
+    rule = recipes.bit_hyperrule(split_size(manifest, train_split), native_hw(manifest), variant=cfg.recipe_variant)
     rule.pop("resize")  # informational: the pipeline pads for the crop instead (vit.recipes)
     return rule
 

@@ -150,11 +150,16 @@ def paper_groups(reference: dict) -> pd.DataFrame:
 
 def hyperrule_text(config: dict) -> str:
     """How the HyperRule fine-tunes of this config ran: the rule, and where a laptop preset departs from it."""
+    from vit import recipes
+
     hr = config["finetune"].get("hyperrule", {})
+    variant = hr.get("variant", "code")
+    small, big = (recipes.bit_hyperrule(n, (224, 224), variant) for n in (1_000, 20_000))
     over = ", ".join(f"{k} {v}" for k, v in hr.get("train", {}).items())
-    return (f"BiT-HyperRule ({hr.get('variant', 'code')} variant, `vit.recipes.bit_hyperrule`): SGD lr 0.003, "
-            "momentum 0.9, steps by training-set size (500 below 20k examples) with /10 decays, MixUp from 20k "
-            "examples, no gradient clipping"
+    return (f"BiT-HyperRule ({variant} variant, `vit.recipes.bit_hyperrule`): SGD lr {small['lr']:g}, momentum "
+            f"{small['momentum']:g}, batch {small['batch_size']}, steps by training-set size ({small['steps']} below "
+            f"20k examples) with /10 decays at {', '.join(f'{d:.0%}' for d in small['decay_at'])}, MixUp "
+            f"{big['mixup']:g} from 20k examples, no gradient clipping"
             + (f"; departures here: {over}" if over else "")
             + (f", at {', '.join(map(str, hr['resolutions']))} px instead of the rule's resolution"
                if hr.get("resolutions") else ""))
@@ -179,7 +184,7 @@ def hyperrule_table(summary: pd.DataFrame, hyperrule: pd.DataFrame, config: dict
 
 
 def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, config: dict,
-           hyperrule: pd.DataFrame | None = None) -> str:
+           hyperrule: pd.DataFrame) -> str:
     """The paper's Table 2, mirrored: our models pre-trained on the largest upstream set and fine-tuned
     at the highest resolution, then the paper's rows for the models ours stand in for. A model
     fine-tuned with the BiT-HyperRule (finetune.hyperrule) gets a second row with those runs: the
@@ -187,7 +192,6 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
     largest = plan.upstreams(config)[-1]
     res = max(config["finetune"]["resolutions"])
     ours = summary[(summary.upstream == largest) & (summary.resolution == res)]
-    hyperrule = pd.DataFrame() if hyperrule is None else hyperrule
     def cost(pre: pd.DataFrame) -> dict:
         return {"pre-training core-hours": f"{pre.core_hours.sum():.3g}",
                 "pre-training PFLOPs": f"{pre.train_flops.sum() / 1e15:.3g}"}
@@ -429,7 +433,7 @@ def _provenance(pretrain: pd.DataFrame, config: dict, peak: dict, here: dict) ->
 
 def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_md: str, reference: dict,
                  jobs: pd.DataFrame, peak: dict, ablation: pd.DataFrame, inspect: dict | None, here: dict,
-                 hyperrule: pd.DataFrame | None = None) -> str:
+                 hyperrule: pd.DataFrame) -> str:
     from vit import paper_compute, scorecard
 
     config = cfg.config
@@ -494,7 +498,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         f"{len(summary) - n_scratch} fine-tuned runs, plus {n_scratch} runs of the same architectures trained "
         f"from scratch with the same budget" + (f", plus {len(ablation)} runs of the resolution ablation"
                                                  if len(ablation) else "")
-        + (f", plus {len(hyperrule)} runs with the BiT-HyperRule" if hyperrule is not None and len(hyperrule) else "")
+        + (f", plus {len(hyperrule)} runs with the BiT-HyperRule" if len(hyperrule) else "")
         + (f"; the pre-training runs include {len(plan.noisy_student(config))} Noisy Student students"
            if plan.noisy_student(config) else "") + ". "
         f"Numbers are test top-1 in %, mean ± sd over seeds (n = {n_seeds} unless stated). Chance level: "
@@ -578,7 +582,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
             "throws away pre-training. The paper resamples (sec. 3.2).",
             "",
         ]
-    hr_tab = hyperrule_table(summary, hyperrule, config) if hyperrule is not None and len(hyperrule) else pd.DataFrame()
+    hr_tab = hyperrule_table(summary, hyperrule, config) if len(hyperrule) else pd.DataFrame()
     if len(hr_tab):
         ft_train = config["finetune"]["train"]
         lines += [
