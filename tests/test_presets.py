@@ -183,7 +183,7 @@ def test_cost_estimate_follows_the_plan():
     # 5 tasks x (3 seeds + 4 dev runs) x steps x 512 per upstream checkpoint
     ft = [r for r in rows if r["stage"] == "finetune" and r["model"] == "vit_l16"]
     assert sum(r["images"] for r in ft) == 7 * 512 * (20000 + 10000 + 10000 + 500 + 500)
-    df = cost.estimate({**config, "finetune": {**config["finetune"], "tasks": ["pets"]}}, "h100", 0.4)
+    df = cost.estimate({**config, "finetune": {**config["finetune"], "tasks": ["pets"]}}, "h100", 0.4, cost.PEAKS["h100"])
     l16 = df[(df.model == "vit_l16") & (df.stage == "pretrain")].iloc[0]
     # ViT-L/16 at 224 px: FACTS.md sec. 2a gives 123.1 forward GFLOPs; training = forward + backward = 3x
     assert l16.train_gflops_per_img == pytest.approx(3 * 123.1, rel=0.01)

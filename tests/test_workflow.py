@@ -13,6 +13,8 @@ import yaml
 
 from conftest import REPO
 
+from vit.logs import sha256_file
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"),
              "--workflow-profile", "none"]
 
@@ -75,6 +77,16 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert {"model", "upstream", "task", "resolution", "seed", "top1", "pretrain_flops",
             "finetune_flops", "finetune_config"} <= set(summary.columns)
     assert summary.top1.between(0, 100).all() and summary.loc[summary.resolution == 48, "posemb_resampled"].any()
+    # provenance: every row names the data, splits, weights, packages, precision, preprocessing and code
+    prov = ["dataset_version", "dataset_hash", "split_hash", "checkpoint_sha256", "packages", "precision",
+            "preprocessing", "git_commit"]
+    assert (summary[prov].notna() & (summary[prov] != "")).all().all()
+    row = summary[(summary.model == "vit") & (summary.upstream == "shapes_l")].iloc[0]
+    assert row.checkpoint_sha256 == sha256_file(tmp_path / "results/pretrain/vit/shapes_l/checkpoint.pt")
+    assert set(summary[summary.upstream == "scratch"].checkpoint_sha256) == {"none (from scratch)"}
+    assert (summary.groupby("task").dataset_hash.nunique() == 1).all() and summary.dataset_hash.nunique() == 3
+    assert "torchvision " in row.packages and row.precision == "fp32" and row.preprocessing.startswith("augment ")
+    assert row.dataset_version.startswith(cfg["datasets"][row.task]["source"])
     report = (tmp_path / "reports" / "report.md").read_text()
     table2 = (tmp_path / "reports" / "table2.md").read_text()
     assert "| ViT-L/16 " in table2 and "| JFT-300M " in table2 and "87.76 ± 0.03" in table2 and "(paper)" in table2
@@ -99,6 +111,7 @@ def test_smoke_preset_end_to_end(tmp_path):
     vit = compute[compute.model == "vit"]
     assert ((vit.fwd_flops_per_img / vit.fwd_flops_formula - 1).abs() < 0.01).all()
     assert "### The paper's runs, at paper scale" in report and "- packages: python" in report
+    assert "### Estimated before launch vs measured" in report and "| total " in report
     # sec. 4.6: the self-supervised ViT against the same ViT from scratch and supervised
     ssl = report.split("## Self-supervised pre-training (paper sec. 4.6)")[1].split("\n## ")[0]
     for arm in ("from scratch", "masked patch prediction on Shapes-1k (no labels)", "supervised on Shapes-1k"):

@@ -64,15 +64,47 @@ def run_rows(runs_files: list[str]):
             rows.append({
                 "model": s["model"], "upstream": s["upstream"], "task": s["task"], "group": s["group"],
                 "resolution": c["img_size"], "seed": c["seed"], "top1": score["top1"],
+                "real_top1": score.get("real_top1", float("nan")),  # ImageNet val only (ReaL labels)
                 "test_loss": score["loss"], "n_test": score["n"], "test_split": c["test_split"],
                 "num_classes": s["num_classes"],
                 "steps": s["steps"], "train_time_s": s["train_time_s"],
                 "train_flops_per_img": s["train_flops_per_img"], "images_seen": s["images_seen"],
                 "posemb_resampled": bool(s["init"].get("posemb_resampled", False)),
                 "posemb_interp": s["init"].get("posemb_interp", ""), "config_hash": s["config_hash"],
-                "run_dir": c["out"],
+                "run_dir": c["out"], **provenance(s),
             })
     return pd.DataFrame(rows)
+
+
+PACKAGES = ("python", "torch", "torchvision", "timm", "numpy")
+
+
+def provenance(s: dict) -> dict:
+    """What produced a run's number, from its record (vit.train's summary): the prepared dataset's content
+    hash (over its manifest's file hashes), the hash of the splits it trained and was scored on, the
+    initial checkpoint's sha256, package versions, precision, preprocessing and the code's git commit."""
+    import hashlib
+    import json
+
+    from vit.data import parse_part, split_files
+
+    def digest(obj) -> str:
+        return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+    c, files, env = s["config"], s["dataset_files"], s["env"]
+    names = {parse_part(p)[0] for p in c["train_split"].split("+")} | {c["test_split"]}
+    used = {f: files.get(f) for n in sorted(names) for f in split_files(n)}
+    prep = f"augment {c['augment']}" + (f", MixUp {c['mixup']}" if c.get("mixup") else "")
+    return {
+        "dataset_hash": digest(files),
+        # the split strings carry their slices (train[:98%]), the file hashes their content
+        "split_hash": digest({"train": c["train_split"], "test": c["test_split"], "files": used}),
+        "checkpoint_sha256": s["init"].get("init_sha256", "") if c.get("init") else "none (from scratch)",
+        "packages": ", ".join(f"{k} {env[k]}" for k in PACKAGES if k in env),
+        "precision": s.get("precision") or ("fp32" if env.get("device", "cpu") == "cpu" else "bf16 autocast"),
+        "preprocessing": f"{prep}; resized to {c['img_size']} px (bilinear, antialiased); pixels in [-1, 1]",
+        "git_commit": env.get("git_commit", "unknown"),
+    }
 
 
 def vtab_aggregate(runs):

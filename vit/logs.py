@@ -90,13 +90,17 @@ def git_commit() -> str:
 
 def environment() -> dict:
     """What produced a number: package versions, machine, device, code version."""
+    import numpy
     import timm
     import torch
+    import torchvision
 
     env = {
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
         "timm": timm.__version__,
+        "numpy": numpy.__version__,
         "platform": platform.platform(),
         "host": platform.node(),
         "processor": platform.processor() or platform.machine(),

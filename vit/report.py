@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from vit import cli, plan, plots
+from vit.departures import departures
 from vit.logs import atomic_write_bytes, read_json, write_parquet
 from vit.recipes import load_reference
 
@@ -92,7 +93,19 @@ def summary_table(runs: pd.DataFrame, pretrain: pd.DataFrame, config: dict) -> p
     s["pretrain_core_hours"] = s.pretrain_time_s * s.pretrain_threads.fillna(1) / 3600
     s["finetune_flops"] = s.train_flops_per_img * s.images_seen
     s["finetune_config"] = json.dumps(config["finetune"]["train"], sort_keys=True)
+    s["dataset_version"] = s.task.map(lambda t: dataset_version(config["datasets"].get(t, {})))
     return s
+
+
+def dataset_version(d: dict) -> str:
+    """Which version of a dataset a row used, as the config names it: the source (and its task folder),
+    the release where there are several (ImageNet-21k), the generator seed of procedural sets, and the
+    stored image size; the run's dataset_hash pins the bytes."""
+    parts = [d.get("source", "?") + (f"/{d['task']}" if d.get("task") else "")]
+    parts += [f"release {d['release']}"] if d.get("release") else []
+    parts += [f"seed {d['seed']}"] if "seed" in d else []
+    parts += [f"stored at {d['size']} px"] if d.get("size") else []
+    return ", ".join(parts)
 
 
 def fmt(values: pd.Series) -> str:
@@ -256,10 +269,26 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, co
                                                          else f"{v['mean']:.2f}")
         row["TPUv3-core-days (paper)"] = p["tpuv3_core_days"]
         paper_rows.append(row)
-    lines += [pd.DataFrame(paper_rows).to_markdown(index=False), "",
-              "The two tables share a design, not datasets: our downstream tasks are laptop-scale "
-              "stand-ins (see report.md), so compare the ordering of the models, not the numbers."]
-    return "\n".join(lines) + "\n"
+    lines += [pd.DataFrame(paper_rows).to_markdown(index=False), ""]
+    return "\n".join(lines + verdict_lines(summary, reference, config)) + "\n"
+
+
+def verdict_lines(summary: pd.DataFrame, reference: dict, config: dict) -> list[str]:
+    """Verdicts where the preset targets the paper's numbers (`paper_table`), else why there are none."""
+    from vit import verdicts
+
+    table = config.get("paper_table")
+    if not table:
+        return ["The two tables share a design, not datasets: our downstream tasks are laptop-scale stand-ins "
+                "(see report.md), so compare the ordering of the models, not the numbers. No verdicts against "
+                "the paper: this preset targets none of its numbers (the paper presets set `paper_table`)."]
+    v = verdicts.verdict_table(summary, config, reference)
+    counts = v.verdict.value_counts()
+    return [f"## Verdicts against the paper's {verdicts.TABLES[table]}", "",
+            f"Each of our runs that is the paper's own model on the paper's pre-training set and task, judged: "
+            f"{verdicts.RULE}. Models that only stand in for a paper row (e.g. BiT-M for BiT-L) get no verdict.", "",
+            v.to_markdown(index=False) if len(v) else "(no run of this preset matches a paper cell)", "",
+            ", ".join(f"{n} {k}" for k, n in counts.items()) + "." if len(v) else ""]
 
 
 def ablation_table(summary: pd.DataFrame, ablation: pd.DataFrame, config: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -367,6 +396,34 @@ def flop_check(compute: pd.DataFrame) -> str:
     return (f"FLOPs per image are counted by FlopCounterMode on each run's model; for the {len(vit)} ViT runs the "
             f"analytical formula (FACTS.md 2a, plus the head) gives the same forward FLOPs: counted / formula "
             f"= {ratio.min():.6f} to {ratio.max():.6f} (the test allows 1 %).")
+
+
+def estimate_vs_measured(config: dict, compute: pd.DataFrame, peak: dict) -> list[str]:
+    """What `python -m vit.cost` estimates for this config before launch, beside what the run measured:
+    FLOPs per stage (the plan's images x FlopCounterMode's FLOPs per image) and device-hours (at the
+    measured 1-core peak and vit.cost's assumed CPU utilisation, or a GPU's datasheet peak at 40 %)."""
+    from vit import cost
+
+    devices = set(compute.device)
+    if devices == {"cpu"} and peak.get("cpu_fp32_gflops"):
+        device, peak_flops, mfu, unit = "cpu", peak["cpu_fp32_gflops"]["1"] * 1e9, cost.DEFAULT_MFU["cpu"], "core"
+    elif len(devices) == 1 and any(k.upper() in next(iter(devices)).upper() for k in ("H100", "A100")):
+        device = "h100" if "H100" in next(iter(devices)).upper() else "a100"
+        peak_flops, mfu, unit = cost.PEAKS[device], cost.DEFAULT_MFU["gpu"], device.upper()
+    else:
+        return ["(no estimate-versus-measured comparison: the runs' devices " + ", ".join(sorted(devices))
+                + " have no peak that vit.cost knows)", ""]
+    table = cost.compare(cost.estimate(config, device, mfu, peak_flops), compute)
+    table = table.rename(columns=lambda c: c.replace("device-hours", f"{unit}-hours"))
+    return ["### Estimated before launch vs measured", "",
+            f"`python -m vit.cost --configfile=<this config> --device={device}` plans the same runs before any "
+            f"of them starts: images from the config, FLOPs per image from FlopCounterMode, hours at "
+            f"{peak_flops / 1e9:,.0f} GFLOP/s per {unit.lower() if unit == 'core' else 'GPU'} and an assumed "
+            f"{mfu:.0%} MFU. Beside it, this run's timed training steps:", "",
+            table.to_markdown(index=False, floatfmt=".3g"), "",
+            "A FLOPs ratio near 1 says the plan counts the work the runs did (a Noisy Student's set is counted "
+            "with its whole pool, an upper bound); the hours ratio is the assumed utilisation against the "
+            "achieved one.", ""]
 
 
 def jobs_table(jobs: pd.DataFrame) -> pd.DataFrame:
@@ -700,6 +757,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         "",
         flop_check(compute),
         "",
+    ] + estimate_vs_measured(config, compute, peak) + [
         "Whole jobs as Snakemake's `benchmark:` directive recorded them (wall time includes Python start-up, "
         "data loading and evaluation; several jobs shared the cores):",
         "",
@@ -709,7 +767,7 @@ def write_report(cfg: Config, summary, vtab, compute, pretrain, curves, table2_m
         "",
         paper_compute.markdown(paper_scale, cfg.mfu),
         "",
-    ] + _provenance(pretrain, config, peak, here)
+    ] + departures(config, reference) + [""] + _provenance(pretrain, config, peak, here)
     text = "\n".join(lines)
     atomic_write_bytes(reports / "report.md", text.encode())
     html = ["<html><body><h1>Tables</h1>",

@@ -19,6 +19,7 @@ import atexit
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -36,7 +37,7 @@ from tqdm import tqdm
 from vit import cli, data, fewshot, flops, models, optim
 from vit.data import read_manifest
 from vit.evaluate import evaluate
-from vit.logs import MetricWriter, config_hash, environment, save_torch, write_json
+from vit.logs import MetricWriter, config_hash, environment, save_torch, sha256_file, write_json
 
 
 @dataclass
@@ -196,6 +197,17 @@ def _autocast(device: torch.device):
         "cpu", enabled=False)
 
 
+@functools.lru_cache(maxsize=8)
+def _hash_cached(path: str, size: int, mtime_ns: int) -> str:
+    return sha256_file(path)
+
+
+def _file_hash(path: str) -> str:
+    """sha256 of a checkpoint, once per process and file version (a fine-tuning grid loads it per run)."""
+    st = os.stat(path)
+    return _hash_cached(os.path.realpath(path), st.st_size, st.st_mtime_ns)
+
+
 def _build(cfg: Config, manifest: dict, device: torch.device):
     spec = models.transfer_spec(cfg.model_args) if cfg.init else cfg.model_args
     model = models.create(spec, manifest["num_classes"], cfg.img_size)
@@ -204,6 +216,7 @@ def _build(cfg: Config, manifest: dict, device: torch.device):
         ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
         init_info = models.load_pretrained(model, ckpt, cfg.posemb_interp)
         init_info["init"] = cfg.init
+        init_info["init_sha256"] = _file_hash(cfg.init)  # provenance: which weights, not only which path
     return models.to_device(model, device), init_info
 
 
@@ -469,6 +482,7 @@ def train(cfg: Config) -> dict:
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None,
         "processes": dist.world, "accum_steps": cfg.accum_steps, "micro_batch": micro,
         "checkpoint_time_s": ckpt_time, "checkpoints_saved": ckpt_saves,
+        "precision": "bf16 autocast, fp32 weights" if device.type == "cuda" else "fp32",
         "env": environment(), **cfg.tags,
     }
     if cfg.save_checkpoint:

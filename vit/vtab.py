@@ -9,7 +9,8 @@ The rules around it: every task is fine-tuned on train800 and scored on val200 f
 small sweep (the paper: 2 learning rates x 2 schedules); `select` picks one setting for all tasks by
 the mean val200 score; every task is then fine-tuned again on all 1000 examples (train800+val200)
 and scored on test; `report` gives per-task and per-group (Natural 7, Specialized 4, Structured 8)
-test top-1 beside the paper's Table 9.
+test top-1 beside the paper's Table 9. With `--paper_row` (config vtab.paper_row: the Table 9 row the
+checkpoint is meant to reproduce) every task and the mean over tasks get a verdict (vit/verdicts.py).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from vit import cli
+from vit import cli, verdicts
 from vit.datasets import VTAB_TASKS, vtab_task
 from vit.evaluate import run_rows
 from vit.logs import atomic_write_bytes, read_json, write_json, write_parquet
@@ -36,6 +37,7 @@ class Config:
     selected: str = ""                            # report: the selection written by `select`
     table: str = ""                               # report: Parquet with one row per task
     model: str = ""                               # report: the model's name, for the title
+    paper_row: str = ""                           # report: the Table 9 row to judge against ("" = no verdicts)
     inputs: list = field(default_factory=list)    # runs.json files
 
 
@@ -63,6 +65,8 @@ def select(cfg: Config) -> dict:
 
 
 def report(cfg: Config) -> pd.DataFrame:
+    if cfg.paper_row and cfg.paper_row not in PAPER_ROWS:
+        raise cli.ConfigError(f"--paper_row={cfg.paper_row!r}: expected one of {', '.join(PAPER_ROWS)}")
     ref = load_reference()["vtab_table9"]
     paper = {row: dict(zip(ref["task_order"], ref[row])) for row in PAPER_ROWS}
     runs = run_rows(cfg.inputs)
@@ -74,6 +78,8 @@ def report(cfg: Config) -> pd.DataFrame:
         rows.append({"task": t.paper, "group": t.group, "top1": r.top1.mean(), "sd": r.top1.std(ddof=1),
                      "n_seeds": r.seed.nunique(), "ours": fmt(r.top1),
                      **{f"{row} (paper)": paper[row][t.paper] for row in PAPER_ROWS}})
+        if cfg.paper_row:  # Table 9 prints one decimal and no std
+            rows[-1]["verdict"] = verdicts.judge(r.top1, paper[cfg.paper_row][t.paper], precision=0.05)["verdict"]
     table = pd.DataFrame(rows)
     Path(cfg.table).parent.mkdir(parents=True, exist_ok=True)
     write_parquet(cfg.table, table)
@@ -91,6 +97,8 @@ def report(cfg: Config) -> pd.DataFrame:
         groups.append({"group": f"{name} ({len(tasks)} of {sum(1 for t in VTAB_TASKS if sel in (None, t.group))})",
                        "ours": fmt(seed_means),
                        **{f"{row} (paper)": round(tasks[f"{row} (paper)"].mean(), 1) for row in PAPER_ROWS}})
+        if cfg.paper_row:
+            groups[-1]["verdict"] = all_verdict(seed_means, tasks, cfg.paper_row) if sel is None else ""
     chosen = read_json(cfg.selected) if cfg.selected else {}
     lines = [f"# VTAB-1k: {cfg.model or 'our model'} beside the paper's Table 9", "",
              f"Test top-1 (%) after fine-tuning on train800+val200 (1,000 examples in VTAB-1k), mean ± sd over "
@@ -103,10 +111,24 @@ def report(cfg: Config) -> pd.DataFrame:
     lines += [table.drop(columns=["top1", "sd"]).to_markdown(index=False), "",
               "Group means over the tasks run (for the paper's rows too, so the columns compare like with like):",
               "", pd.DataFrame(groups).to_markdown(index=False), "",
+              (f"Verdicts against the paper's {cfg.paper_row} row: {verdicts.RULE}. Per task: Table 9 "
+               f"(one decimal, no std: tolerance 0.05); the mean over all 19 tasks: Table 2's VTAB column "
+               f"(mean ± std over 3 runs), over fewer tasks: Table 9's mean over the same tasks." if cfg.paper_row
+               else "no verdicts: set vtab.paper_row to the Table 9 row this checkpoint reproduces"), "",
               "Paper numbers: Dosovitskiy et al. 2021, Table 9 (`vit/reference.yaml`)."]
     atomic_write_bytes(cfg.out, ("\n".join(lines) + "\n").encode())
     print("\n".join(lines))
     return table
+
+
+def all_verdict(seed_means: pd.Series, tasks: pd.DataFrame, paper_row: str) -> str:
+    """The mean over tasks (one value per seed) against the paper's: with all 19 tasks that is Table 2's
+    VTAB column, which also prints the std over 3 fine-tuning runs; with fewer, Table 9's mean over the
+    same tasks (no std; the mean of one-decimal numbers is good to 0.05)."""
+    if len(tasks) == len(VTAB_TASKS):
+        t2 = load_reference()["table2"]["models"][paper_row]["vtab19"]
+        return verdicts.judge(seed_means, t2["mean"], t2["std"])["verdict"]
+    return verdicts.judge(seed_means, tasks[f"{paper_row} (paper)"].mean(), precision=0.05)["verdict"]
 
 
 def main(cfg: Config):

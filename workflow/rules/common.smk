@@ -6,7 +6,7 @@ import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from vit import plan  # what the config runs (shared with vit.cost and vit.report)
+from vit import departures, plan  # what the config runs (shared with vit.cost and vit.report)
 from vit.cli import render  # dict -> shell-quoted `--key=value` words; vit.cli parses them back
 
 
@@ -26,7 +26,8 @@ EXPERIMENT = "pretrain" in config and "finetune" in config  # the pre-train -> f
 RELEASED = plan.released(config)
 for (_m, _up), _spec in RELEASED.items():
     config["datasets"].setdefault(_up, {"source": "released", "group": "upstream", "label": _spec.get("label", _up),
-                                        "stands_for": _spec.get("label", _up), "train": _spec.get("examples", 0)})
+                                        "stands_for": _spec.get("pretrained_on", _spec.get("label", _up)),
+                                        "train": _spec.get("examples", 0)})
 # Noisy Student: each iteration's pseudo-labelled set becomes a dataset entry, made by rule
 # pseudo_label (not prepare) from its teacher's checkpoint, the labelled set and the unlabelled pool.
 NOISY_STUDENT = {it["dataset"]: it for it in plan.noisy_student(config)}
@@ -44,6 +45,7 @@ with open(os.path.join(workflow.basedir, "schemas", "config.schema.yaml")) as _f
 
 def _check_config():
     """Cross-references between sections, which a JSON schema cannot check."""
+    departures.check(config)  # e.g. an ImageNet-21k release whose class count contradicts `classes`
     datasets, models = config["datasets"], config["models"]
     if not EXPERIMENT:
         return

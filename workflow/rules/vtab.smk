@@ -84,10 +84,11 @@ rule vtab_report:
         table=f"results/vtab/{config['vtab']['model']}/vtab.parquet",
     params:
         model=config["vtab"]["model"],
+        paper_row=render({"paper_row": config["vtab"].get("paper_row", "")}),  # "" = no verdicts
     conda:
         ENV
     log:
         "results/logs/vtab_report.log",
     shell:
         "python -m vit.vtab --mode=report --selected={input.selected} --out={output.md} --table={output.table} "
-        "--model={params.model} {input.final} > {log} 2>&1"
+        "--model={params.model} {params.paper_row} {input.final} > {log} 2>&1"

@@ -1,0 +1,157 @@
+"""Verdicts against the paper (vit/verdicts.py): the rule's boundaries, which cells each paper preset
+targets, and the table built from a summary of runs."""
+import copy
+import math
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO
+from vit import verdicts
+from vit.recipes import load_reference
+
+REF = load_reference()
+
+
+def preset(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def test_judge_reproduced_including_above_the_paper_and_at_its_std():
+    assert verdicts.judge([99.12], 99.15, 0.03)["verdict"] == "reproduced"       # exactly one paper std short
+    assert verdicts.judge([99.5, 99.6], 99.15, 0.03)["verdict"] == "reproduced"  # above the paper counts
+    j = verdicts.judge([80.0, 80.2], 80.1, None)                                  # no paper std: precision only
+    assert j["verdict"] == "reproduced" and j["tol"] == 0.005 and j["n"] == 2
+    assert verdicts.judge([80.095], 80.1)["verdict"] == "reproduced"              # half the last printed digit
+    assert verdicts.judge([74.05], 74.1, precision=0.05)["verdict"] == "reproduced"  # Table 9: one decimal
+    assert verdicts.judge([74.04], 74.1, precision=0.05)["verdict"] == "not reproduced"
+
+
+def test_judge_within_noise_at_two_standard_errors_of_the_difference():
+    # sd over two seeds 0.1414: noise = 2 * sqrt(0.02 / 2) = 0.2 (no paper std)
+    j = verdicts.judge([79.8, 80.0], 80.1)
+    assert j["verdict"] == "within noise" and math.isclose(j["noise"], 0.2) and math.isclose(j["delta"], -0.2)
+    assert verdicts.judge([79.79, 79.99], 80.1)["verdict"] == "not reproduced"  # 0.01 beyond the noise
+    # both terms: sd 0.05 over 3 seeds and the paper's 0.05 over 3 runs -> 2 * sqrt(2 * 0.0025 / 3) = 0.082
+    j = verdicts.judge([88.50, 88.55, 88.60], 88.62, 0.05)
+    assert j["verdict"] == "within noise" and math.isclose(j["noise"], 2 * math.sqrt(2 * 0.0025 / 3))
+    assert verdicts.judge([88.45, 88.50, 88.55], 88.62, 0.05)["verdict"] == "not reproduced"
+
+
+def test_judge_one_seed_uses_the_papers_term_only():
+    # paper std 0.03 over 3 runs: noise 2 * 0.03 / sqrt(3) = 0.0346 > tol 0.03
+    j = verdicts.judge([99.117], 99.15, 0.03)
+    assert j["verdict"] == "within noise" and j["n"] == 1 and "one seed" in j["note"]
+    assert math.isclose(j["noise"], 2 * 0.03 / math.sqrt(3))
+    assert verdicts.judge([99.11], 99.15, 0.03)["verdict"] == "not reproduced"
+    # one seed and no paper std: nothing is noise, so just short of the precision is not reproduced
+    assert verdicts.judge([80.09], 80.1, None)["verdict"] == "not reproduced"
+    assert verdicts.judge([80.1, 80.2], 80.1)["note"] == ""
+
+
+def test_judge_refuses_a_null_paper_cell():
+    for missing in (None, float("nan")):
+        with pytest.raises(ValueError):
+            verdicts.judge([80.0], missing)
+    with pytest.raises(ValueError):
+        verdicts.judge([], 80.0)
+
+
+def _rows(targets: pd.DataFrame) -> list[tuple]:
+    return [(t.model, t.upstream, t.task, t.table, t.paper_row, t.paper_mean, t.paper_std)
+            for t in targets.itertuples()]
+
+
+def test_targets_of_paper_transfer_are_vit_l16_i21k_in_table2():
+    config = preset("configs/paper-transfer.yaml")
+    expected = [("vit_l16", "in21k", task, "Table 2", "ViT-L/16_I21k", mean, std) for task, mean, std in [
+        ("imagenet", 85.30, 0.02), ("imagenet_real", 88.62, 0.05), ("cifar10", 99.15, 0.03),
+        ("cifar100", 93.25, 0.05), ("pets", 94.67, 0.15), ("flowers102", 99.61, 0.02)]]
+    # vit_b16 has no Table 2 row; bit_r152x4 is BiT-M (ImageNet-21k), not Table 2's BiT-L (JFT-300M)
+    assert _rows(verdicts.targets(config, REF)) == expected
+    assert set(verdicts.targets(config, REF).precision) == {0.005}
+    # as the workflow sees it: the released upstream's dataset entry says what it stands for
+    workflow = copy.deepcopy(config)
+    for spec in workflow["pretrain"]["released"].values():
+        for up, s in spec.items():
+            workflow["datasets"].setdefault(up, {"label": s["label"], "stands_for": s.pop("pretrained_on")})
+    assert _rows(verdicts.targets(workflow, REF)) == expected
+    del config["paper_table"]
+    assert verdicts.targets(config, REF).empty
+
+
+def test_targets_of_paper_i21k_are_the_vits_in_table5():
+    t = verdicts.targets(preset("configs/paper-i21k.yaml"), REF)
+    assert list(dict.fromkeys(t.model)) == ["vit_b32", "vit_b16", "vit_l32", "vit_l16"]  # not the BiT models
+    assert len(t) == 4 * 6 and set(t.table) == {"Table 5"} and set(t.upstream) == {"imagenet21k"}
+    assert ("vit_b16", "imagenet21k", "imagenet", "Table 5", "ViT-B/16, ImageNet-21k", 83.97, None) in _rows(t)
+    assert ("vit_l16", "imagenet21k", "imagenet_real", "Table 5", "ViT-L/16, ImageNet-21k", 88.40, None) in _rows(t)
+    assert t.paper_std.isna().all()  # Table 5 prints no std
+
+
+def test_targets_skip_null_cells_and_stand_in_presets():
+    config = {"paper_table": "table5", "models": {"h14": {"name": "ViT-H/14"}, "mine": {"arch": "vit"}},
+              "datasets": {"up": {"stands_for": "ImageNet"}}, "pretrain": {"runs": {"h14": ["up"], "mine": ["up"]}},
+              "finetune": {"tasks": ["imagenet", "cifar10"]}}
+    assert verdicts.targets(config, REF).empty  # Table 5 has no ViT-H/14 on ImageNet
+    config["datasets"]["up"]["stands_for"] = "ImageNet-21k"
+    assert verdicts.targets(config, REF).task.tolist() == ["imagenet", "imagenet_real", "cifar10"]
+    default = verdicts.targets(preset("config.yaml"), REF)
+    assert default.empty and list(default.columns) == verdicts.TARGET_COLUMNS
+
+
+def test_verdict_table_for_paper_transfer():
+    config = preset("configs/paper-transfer.yaml")
+    top1 = {"imagenet": [85.30, 85.32, 85.34],   # +0.02: reproduced
+            "cifar10": [98.0, 98.1, 98.2],       # -1.05: not reproduced
+            "cifar100": [93.25],                 # one seed, on the paper's number
+            "flowers102": [99.61, 99.70, 99.65]}  # above the paper
+    real = [88.50, 88.55, 88.60]                 # -0.07, tol 0.05, noise 0.082: within noise
+    rows = [{"model": "vit_l16", "upstream": "in21k", "task": task, "resolution": 512 if task == "imagenet" else 384,
+             "seed": s, "top1": v, "real_top1": real[s] if task == "imagenet" else float("nan")}
+            for task, vs in top1.items() for s, v in enumerate(vs)]
+    rows += [{"model": "vit_l16", "upstream": "in21k", "task": "imagenet", "resolution": 384, "seed": 0,
+              "top1": 10.0, "real_top1": 10.0},  # a lower resolution is not the paper's setting
+             {"model": "vit_b16", "upstream": "in21k", "task": "cifar10", "resolution": 384, "seed": 0,
+              "top1": 10.0, "real_top1": float("nan")}]  # no paper row: no verdict
+    table = verdicts.verdict_table(pd.DataFrame(rows), config, REF)
+    assert list(table.columns) == verdicts.VERDICT_COLUMNS
+    assert dict(zip(table.task, table.verdict)) == {
+        "ImageNet": "reproduced", "ImageNet ReaL": "within noise", "CIFAR-10": "not reproduced",
+        "CIFAR-100": "reproduced", "Oxford-IIIT Pets": "not run", "Oxford Flowers-102": "reproduced"}
+    first = table.iloc[0].to_dict()
+    assert first == {"model": "ViT-L/16", "pre-trained on": "ImageNet-21k (released)", "task": "ImageNet",
+                     "paper row": "Table 2, ViT-L/16_I21k", "ours": "85.32 ± 0.02 (3 seeds)",
+                     "paper": "85.30 ± 0.02", "Δ": "+0.02", "verdict": "reproduced"}
+    assert table.set_index("task").loc["CIFAR-100", "ours"] == "93.25 (1 seed)"
+
+    no_real = verdicts.verdict_table(pd.DataFrame(rows).drop(columns="real_top1"), config, REF)
+    assert no_real.set_index("task").loc["ImageNet ReaL", "verdict"] == "not scored"  # run, but no ReaL labels
+    empty = verdicts.verdict_table(pd.DataFrame(rows), preset("config.yaml"), REF)
+    assert empty.empty and list(empty.columns) == verdicts.VERDICT_COLUMNS
+
+
+def test_table2_mirror_carries_the_verdicts():
+    """report.table2 on a paper-transfer run: the verdict section lists the targets with their verdicts;
+    the default (no paper_table) says why there are none."""
+    from vit import plan, report
+
+    config = yaml.safe_load((REPO / "configs/paper-transfer.yaml").read_text())
+    for (_, up), spec in plan.released(config).items():  # what workflow/rules/common.smk adds
+        config["datasets"].setdefault(up, {"source": "released", "group": "upstream", "label": spec["label"],
+                                           "stands_for": spec["pretrained_on"], "train": spec["examples"]})
+    t2 = REF["table2"]["models"]["ViT-L/16_I21k"]
+    rows = [{"model": "vit_l16", "upstream": "in21k", "task": task, "resolution": 512 if task == "imagenet" else 384,
+             "seed": seed, "top1": t2[task]["mean"] - (1.0 if task == "pets" else 0.0),
+             "real_top1": t2["imagenet_real"]["mean"] if task == "imagenet" else float("nan")}
+            for task in config["finetune"]["tasks"] for seed in (0, 1, 2)]
+    summary = pd.DataFrame(rows)
+    compute_pre = pd.DataFrame(columns=["model", "upstream", "core_hours", "train_flops"])
+    md = report.table2(summary, compute_pre, REF, config, pd.DataFrame())
+    section = md.split("## Verdicts against the paper's Table 2")[1]
+    lines = [line for line in section.splitlines() if line.startswith("| ViT-L/16")]
+    assert len(lines) == 6 and sum("| reproduced" in line for line in lines) == 5
+    assert "| not reproduced" in next(line for line in lines if "Pets" in line)
+    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    assert "No verdicts against the paper" in report.verdict_lines(summary, REF, default)[0]
