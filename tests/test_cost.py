@@ -31,8 +31,8 @@ def test_gpu_estimate_per_rule_and_total(capsys):
     assert wall == pytest.approx(max(jobs.device_hours.sum() / 16, chain))
     total = [line for line in out.splitlines() if line.startswith("total:")][0]
     assert f"{df.device_hours.sum():,.3g} H100-hours" in total
-    # each rule's longest job fits the profile's attempts x runtime (48 h x 3): no warning
-    assert "TOO SHORT" not in out and attempts == 3 and runtime["pretrain"] == 2880
+    # each rule's longest job fits the profile's attempts x runtime (48 h x 5, retries: 4): no warning
+    assert "TOO SHORT" not in out and attempts == 5 and runtime["pretrain"] == 2880
 
 
 def test_too_short_slurm_limit_is_flagged(capsys, monkeypatch):
