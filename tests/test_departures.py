@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import dataclasses
 
 import pytest
 import yaml
@@ -167,9 +166,3 @@ def test_hyperrule_and_vtab_departures():
     assert got == {("fine-tuning (VTAB-1k)", "batch_size"): ("64", "512"),
                    ("fine-tuning (VTAB-1k), sweep", "lr_grid"): ("0.003", "0.01")}
 
-
-def test_train_defaults_match_vit_train():
-    from vit import train
-
-    defaults = {f.name: f.default for f in dataclasses.fields(train.Config)}
-    assert {k: defaults[k] for k in departures.TRAIN_DEFAULTS} == departures.TRAIN_DEFAULTS

@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from vit import cli, finetune, models, optim, plan, train, tv_sources
-from vit.data import DataError, parse_part
+from vit.data import DataError
 
 # dense bf16 tensor-core peaks (FLOP/s): NVIDIA H100 SXM and A100 SXM datasheets; TPUv3 per core (paper)
 PEAKS = {"h100": 989e12, "a100": 312e12, "tpuv3": 61.5e12}
@@ -126,10 +126,7 @@ def hyperrule_jobs(config: dict) -> list[dict]:
     for task in shared.tasks:
         d = datasets[task]
         split = shared.per_task.get(task, {}).get("train_split", args.get("train_split", "train"))
-        counts = {k: d[k] for k in ("train", "val", "test") if d.get(k)}
-        if "train" in counts:  # `train` counts the split the task trains on (Pets: trainval)
-            names = (parse_part(p)[0] for p in split.split("+"))
-            counts.update({name: d["train"] for name in names if name not in counts})
+        counts = plan.stated_splits(config, task, split)
         native = (tv_sources.TV_DATASETS.get(d.get("task", ""), {}).get("native_size")
                   if d.get("source") == "torchvision" else None)
         manifest = {"name": task, "splits": counts, "image_size": [d.get("size", 224)] * 2,
@@ -182,20 +179,36 @@ def vtab_jobs(config: dict, model: str = "") -> list[dict]:
     return rows
 
 
-def _cpu_peak(peak_file: str) -> tuple[float, str]:
-    """One core's fp32 matmul peak (FLOP/s): vit.peak's JSON when there is one, else measured now."""
+def _cpu_peak(peak_file: str) -> tuple[dict, str]:
+    """vit.peak's record of this machine's fp32 matmul peak: its JSON when there is one, else measured
+    now on one thread (the only one the estimate uses)."""
     from vit import peak
     from vit.logs import read_json
 
     path = Path(peak_file or "results/compute/peak.json")
     if path.exists():
-        return read_json(path)["cpu_fp32_gflops"]["1"] * 1e9, f"measured by vit.peak ({path})"
+        return read_json(path), f"measured by vit.peak ({path})"
     if peak_file:
         raise cli.ConfigError(f"--peak_file={peak_file}: no such file (write one with python -m vit.peak)")
     import torch
 
     torch.set_num_threads(1)
-    return peak.matmul_peak("cpu", torch.float32, repeats=5)["peak_gflops"] * 1e9, "measured now (1 thread)"
+    return {"cpu_fp32_gflops": {"1": peak.matmul_peak("cpu", torch.float32, repeats=5)["peak_gflops"]}}, \
+        "measured now (1 thread)"
+
+
+def throughput(device: str, peak: dict, mfu: float = 0.0, compute=None) -> tuple[float, float, str]:
+    """(peak FLOP/s per device, MFU, where the MFU comes from). A GPU's peak is its datasheet's; `cpu`'s
+    is one core's from vit.peak's record `peak`. The MFU is `mfu` when stated, else on CPU what the run
+    in `compute` achieved, else DEFAULT_MFU."""
+    if device not in DEVICES:
+        raise cli.ConfigError(f"--device={device!r}: expected one of {', '.join(DEVICES)}")
+    flops = peak["cpu_fp32_gflops"]["1"] * 1e9 if device == "cpu" else PEAKS[device]
+    if mfu:
+        return flops, mfu, "stated (--mfu)"
+    if compute is not None and device == "cpu":
+        return flops, measured_mfu(compute), "measured: what the earlier run achieved"
+    return flops, DEFAULT_MFU["cpu" if device == "cpu" else "gpu"], "assumed"
 
 
 def _profile(device: str) -> tuple[dict, dict, int]:
@@ -306,17 +319,14 @@ def main(cfg: Config):
         config = yaml.safe_load(f)
     compute = pd.read_parquet(cfg.measured) if cfg.measured else None
     if cfg.device == "cpu":
-        peak, peak_src = _cpu_peak(cfg.peak_file)
+        record, peak_src = _cpu_peak(cfg.peak_file)
         unit, devices = "core", cfg.devices or os.cpu_count() or 1
     else:
-        peak, peak_src = PEAKS[cfg.device], "the vendor's dense bf16 datasheet peak (stated)"
+        record, peak_src = {}, "the vendor's dense bf16 datasheet peak (stated)"
         unit, devices = cfg.device.upper(), cfg.devices or 8
-    if cfg.mfu:
-        mfu, mfu_src = cfg.mfu, "stated (--mfu)"
-    elif compute is not None and cfg.device == "cpu":
-        mfu, mfu_src = measured_mfu(compute), f"measured: what the run in {cfg.measured} achieved"
-    else:
-        mfu, mfu_src = DEFAULT_MFU["cpu" if cfg.device == "cpu" else "gpu"], "assumed"
+    peak, mfu, mfu_src = throughput(cfg.device, record, cfg.mfu, compute)
+    if compute is not None and mfu_src.startswith("measured"):
+        mfu_src += f" ({cfg.measured})"
     df = estimate(config, cfg.device, mfu, peak, cfg.model)
     per_gpu, runtime, attempts = _profile(cfg.device)
     per_job, wall = wall_hours(df, per_gpu, devices, config)

@@ -3,24 +3,22 @@
 and models, the position-embedding interpolation, and every recipe value that differs from Table 3
 (pre-training) and Table 4 (fine-tuning). Values that agree with the paper are left out.
 
-Plain dicts, no torch. It reads a preset file as written and a workflow's config after
+`check` is torch-free (the workflow calls it while parsing); `departures` reads vit.train's defaults
+for the settings a preset leaves out. It reads a preset file as written and a workflow's config after
 workflow/rules/common.smk added its entries (released upstreams and Noisy Student sets as datasets).
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
 import re
 
-from vit import plan, recipes
+from vit import data, plan, recipes
 from vit.cli import ConfigError
 
 # ImageNet-21k releases and their class counts: the paper's "21k classes, 14M images" fits fall11
 RELEASES = {"fall11": 21_841, "winter21": 19_167}
-# vit.train.Config's defaults for the settings compared here (torch-free copy; tests check they agree):
-# a preset that leaves a setting out trains with these
-TRAIN_DEFAULTS = {"img_size": 32, "batch_size": 128, "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0,
-                  "momentum": 0.9, "beta2": 0.999, "warmup_steps": 0, "schedule": "cosine", "grad_clip": 1.0,
-                  "augment": "none", "posemb_interp": "bicubic", "train_split": "train"}
 IMAGE_SOURCES = ("vtab1k", "imagenet", "imagefolder", "torchvision")  # real images (vit.prepare)
 TV_TASKS = {"cifar10": "cifar10", "cifar100": "cifar100", "oxford_iiit_pet": "pets",
             "oxford_flowers102": "flowers102"}  # torchvision task -> Table 4 row
@@ -57,6 +55,14 @@ def departures(config: dict, reference: dict) -> list[str]:
         if body:
             lines += [f"**{title}**", "", *body, ""]
     return lines + ["**Recipe**", "", *_recipe(config, reference)]
+
+
+@functools.cache
+def _defaults() -> dict:
+    """vit.train.Config's defaults: what a run trains with for a setting its preset leaves out."""
+    from vit.train import Config
+
+    return {f.name: f.default for f in dataclasses.fields(Config) if f.default is not dataclasses.MISSING}
 
 
 # ----------------------------------------------------------------------------- formatting
@@ -301,7 +307,7 @@ def _posemb(config: dict, reference: dict) -> list[str]:
     stage = config.get("finetune") or config.get("vtab")
     if not stage:
         return []
-    mode = stage.get("train", {}).get("posemb_interp", TRAIN_DEFAULTS["posemb_interp"])
+    mode = stage.get("train", {}).get("posemb_interp", _defaults()["posemb_interp"])
     jax, timm = reference["pos_embed_interpolation"]["vit_jax"], reference["pos_embed_interpolation"]["timm"]
     order = re.search(r"order=\d", jax["method"])
     original = (f"`{jax['method'].split('(')[0]}`{', ' + order.group() if order else ''}, "
@@ -383,7 +389,7 @@ def _pretrain_rows(config: dict, reference: dict, notes: list, unstated: list) -
     runs, diffs, no_row, clipped = plan.pretrain_runs(config), [], {}, []
     for m, up in runs:
         paper, source, row = _pretrain_paper(config, reference, m, up)
-        ours = {**TRAIN_DEFAULTS, **plan.pretrain_settings(config, m, up),
+        ours = {**_defaults(), **plan.pretrain_settings(config, m, up),
                 "dropout": config["models"][m].get("proj_drop_rate", 0.0)}
         if not row:
             no_row.setdefault(m, []).append(up)
@@ -426,6 +432,13 @@ def _runs_text(config: dict, by_model: dict[str, list[str]], runs: list) -> str:
     return "; ".join(parts)
 
 
+def _table4(common: dict) -> dict:
+    """Table 4's values shared by every fine-tune, under vit.train's setting names."""
+    return {"optimizer": common["optimizer"], "momentum": common["momentum"], "batch_size": common["batch_size"],
+            "schedule": common["lr_decay"], "weight_decay": common["weight_decay"],
+            "grad_clip": common["grad_clip_global_norm"], "resolutions": common["resolution"]}
+
+
 def _finetune_rows(config: dict, reference: dict, notes: list, unstated: list) -> list[dict]:
     ft, ref = config["finetune"], reference["finetune_hparams"]
     common = ref["common"]
@@ -433,14 +446,12 @@ def _finetune_rows(config: dict, reference: dict, notes: list, unstated: list) -
     diffs, no_row = [], {}
     for task in ft["tasks"]:
         own = ft.get("per_task", {}).get(task, {})
-        ours = {**TRAIN_DEFAULTS, **ft["train"], **own, "resolutions": own.get("resolutions", ft["resolutions"])}
+        ours = {**_defaults(), **ft["train"], **own, "resolutions": own.get("resolutions", ft["resolutions"])}
         ours["lr_grid"] = own.get("lr_grid", ft.get("lr_grid") or [ours["lr"]])
         # one learning rate: nothing to choose, so no dev split is held out
         ours["dev_fraction"] = own.get("dev_fraction", ft.get("dev_fraction")) if len(ours["lr_grid"]) > 1 else None
         row_key = _paper_task(config, task)
-        paper = {"optimizer": common["optimizer"], "momentum": common["momentum"], "batch_size": common["batch_size"],
-                 "schedule": common["lr_decay"], "weight_decay": common["weight_decay"],
-                 "grad_clip": common["grad_clip_global_norm"], "resolutions": common["resolution"]}
+        paper = _table4(common)
         if row_key == "imagenet":
             paper["resolutions"] = (common["resolution"], *extra.values())
         row = ref["per_dataset"].get(row_key) if row_key else None
@@ -471,11 +482,14 @@ def _finetune_rows(config: dict, reference: dict, notes: list, unstated: list) -
 
 
 def _train_examples(config: dict, task: str) -> int:
-    """Examples of the split a task trains on: the BiT-HyperRule picks its schedule from it."""
+    """Examples of the split a task trains on, as the config states them: the BiT-HyperRule picks its
+    schedule from it (vit.cost counts the same way)."""
     ft = config["finetune"]
     split = ft.get("per_task", {}).get(task, {}).get("train_split", ft["train"].get("train_split", "train"))
-    d = config.get("datasets", {}).get(task, {})
-    return sum(d.get(part, 0) if part in ("train", "val") else 0 for part in split.split("+")) or d.get("train", 0)
+    try:
+        return data.split_size({"name": task, "splits": plan.stated_splits(config, task, split)}, split)
+    except data.DataError:  # a split the config gives no count for: the stated train count
+        return config.get("datasets", {}).get(task, {}).get("train", 0)
 
 
 def _hyperrule_rows(config: dict) -> list[dict]:
@@ -504,12 +518,10 @@ def _vtab_rows(config: dict, reference: dict, unstated: list) -> list[dict]:
     """The VTAB-1k preset (config `vtab`): its settings and sweep against App. B.1.1's protocol."""
     vtab, ref = config["vtab"], reference["finetune_hparams"]
     common, proto = ref["common"], ref["vtab_protocol"]
-    ours = {**TRAIN_DEFAULTS, **vtab["train"], "resolutions": vtab.get("resolution", 384)}
+    ours = {**_defaults(), **vtab["train"], "resolutions": vtab.get("resolution", 384)}
     ours["lr_grid"] = sorted({s.get("lr", ours["lr"]) for s in vtab["sweep"]}, reverse=True)
     ours["steps"] = sorted({s.get("steps", ours.get("steps", 0)) for s in vtab["sweep"]}, reverse=True)
-    paper = {"optimizer": common["optimizer"], "momentum": common["momentum"], "batch_size": proto["batch_size"],
-             "schedule": common["lr_decay"], "weight_decay": common["weight_decay"],
-             "grad_clip": common["grad_clip_global_norm"], "resolutions": proto["resolution"]}
+    paper = {**_table4(common), "batch_size": proto["batch_size"], "resolutions": proto["resolution"]}
     rows = [{"stage": "fine-tuning (VTAB-1k)", "setting": key, "ours": _fmt(ours[key]), "paper": _fmt(paper[key]),
              "source": "Table 4, App. B.1.1"}
             for key in FINETUNE_KEYS if key in paper and not (key == "momentum" and ours["optimizer"] != "sgd")

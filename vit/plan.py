@@ -70,6 +70,18 @@ def pretrain_settings(config: dict, model: str, upstream: str) -> dict:
     return {**pre["train"], "epochs": pre["epochs"][upstream], **own}
 
 
+def stated_splits(config: dict, task: str, train_split: str) -> dict:
+    """A task's split sizes as its config entry states them (datasets.<task>.train/val/test), before
+    anything is prepared: `train` also counts whichever split the task trains on (Pets: trainval). What
+    vit.cost and vit.departures hand to vit.data.split_size in place of a prepared manifest."""
+    d = config.get("datasets", {}).get(task, {})
+    counts = {k: d[k] for k in ("train", "val", "test") if d.get(k)}
+    if "train" in counts:
+        counts.update({name: d["train"] for name in (p.split("[")[0] for p in train_split.split("+"))
+                       if name not in counts})
+    return counts
+
+
 def finetune_grid(config: dict) -> dict:
     """The vit.finetune settings shared by every fine-tuned checkpoint of the config (besides tasks)."""
     ft = config["finetune"]

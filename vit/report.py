@@ -405,14 +405,16 @@ def estimate_vs_measured(config: dict, compute: pd.DataFrame, peak: dict) -> lis
     from vit import cost
 
     devices = set(compute.device)
+    names = {name: k for name in devices for k in cost.PEAKS if k.upper() in name.upper()}
     if devices == {"cpu"} and peak.get("cpu_fp32_gflops"):
-        device, peak_flops, mfu, unit = "cpu", peak["cpu_fp32_gflops"]["1"] * 1e9, cost.DEFAULT_MFU["cpu"], "core"
-    elif len(devices) == 1 and any(k.upper() in next(iter(devices)).upper() for k in ("H100", "A100")):
-        device = "h100" if "H100" in next(iter(devices)).upper() else "a100"
-        peak_flops, mfu, unit = cost.PEAKS[device], cost.DEFAULT_MFU["gpu"], device.upper()
+        device, unit = "cpu", "core"
+    elif len(devices) == 1 and len(names) == 1:
+        device = next(iter(names.values()))
+        unit = device.upper()
     else:
         return ["(no estimate-versus-measured comparison: the runs' devices " + ", ".join(sorted(devices))
                 + " have no peak that vit.cost knows)", ""]
+    peak_flops, mfu, _ = cost.throughput(device, peak)
     table = cost.compare(cost.estimate(config, device, mfu, peak_flops), compute)
     table = table.rename(columns=lambda c: c.replace("device-hours", f"{unit}-hours"))
     return ["### Estimated before launch vs measured", "",

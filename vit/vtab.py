@@ -67,7 +67,8 @@ def select(cfg: Config) -> dict:
 def report(cfg: Config) -> pd.DataFrame:
     if cfg.paper_row and cfg.paper_row not in PAPER_ROWS:
         raise cli.ConfigError(f"--paper_row={cfg.paper_row!r}: expected one of {', '.join(PAPER_ROWS)}")
-    ref = load_reference()["vtab_table9"]
+    reference = load_reference()
+    ref = reference["vtab_table9"]
     paper = {row: dict(zip(ref["task_order"], ref[row])) for row in PAPER_ROWS}
     runs = run_rows(cfg.inputs)
     runs["folder"] = runs.task.map(task_folder)
@@ -98,7 +99,7 @@ def report(cfg: Config) -> pd.DataFrame:
                        "ours": fmt(seed_means),
                        **{f"{row} (paper)": round(tasks[f"{row} (paper)"].mean(), 1) for row in PAPER_ROWS}})
         if cfg.paper_row:
-            groups[-1]["verdict"] = all_verdict(seed_means, tasks, cfg.paper_row) if sel is None else ""
+            groups[-1]["verdict"] = all_verdict(seed_means, tasks, cfg.paper_row, reference) if sel is None else ""
     chosen = read_json(cfg.selected) if cfg.selected else {}
     lines = [f"# VTAB-1k: {cfg.model or 'our model'} beside the paper's Table 9", "",
              f"Test top-1 (%) after fine-tuning on train800+val200 (1,000 examples in VTAB-1k), mean ± sd over "
@@ -121,12 +122,12 @@ def report(cfg: Config) -> pd.DataFrame:
     return table
 
 
-def all_verdict(seed_means: pd.Series, tasks: pd.DataFrame, paper_row: str) -> str:
+def all_verdict(seed_means: pd.Series, tasks: pd.DataFrame, paper_row: str, reference: dict) -> str:
     """The mean over tasks (one value per seed) against the paper's: with all 19 tasks that is Table 2's
     VTAB column, which also prints the std over 3 fine-tuning runs; with fewer, Table 9's mean over the
     same tasks (no std; the mean of one-decimal numbers is good to 0.05)."""
     if len(tasks) == len(VTAB_TASKS):
-        t2 = load_reference()["table2"]["models"][paper_row]["vtab19"]
+        t2 = reference["table2"]["models"][paper_row]["vtab19"]
         return verdicts.judge(seed_means, t2["mean"], t2["std"])["verdict"]
     return verdicts.judge(seed_means, tasks[f"{paper_row} (paper)"].mean(), precision=0.05)["verdict"]
 
