@@ -13,7 +13,7 @@ TINY_VIT = {"arch": "vit", "patch_size": 8, "embed_dim": 32, "depth": 1, "num_he
 @pytest.fixture(scope="session")
 def digits_dir(tmp_path_factory) -> Path:
     """scikit-learn's real digits in the prepared format (small splits, fast)."""
-    from vit.prepare import Config, prepare
+    from vit.data.prepare import Config, prepare
 
     out = tmp_path_factory.mktemp("data") / "digits"
     prepare(Config(name="digits", source="digits", group="natural", out=str(out), train=96, val=32, test=64))

@@ -1,6 +1,7 @@
 import pytest
 
-from vit import cli, train
+from vit import cli
+from vit.train import loop as train
 
 
 def test_parse_types_and_defaults():
@@ -32,7 +33,7 @@ def test_render_round_trip():
     import shlex
 
     argv = shlex.split(cli.render(values))
-    from vit import finetune
+    from vit.train import finetune
 
     mine, rest = cli.split_known(finetune.Config, argv)
     f = cli.parse(finetune.Config, mine)

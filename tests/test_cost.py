@@ -1,11 +1,12 @@
-"""vit.cost: a preset's FLOPs, device-hours and wall time before launch, per rule and in total."""
+"""vit.account.cost: a preset's FLOPs, device-hours and wall time before launch, per rule and in total."""
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
-from vit import cli, cost
+from vit import cli
+from vit.account import cost
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -44,7 +45,7 @@ def test_too_short_slurm_limit_is_flagged(capsys, monkeypatch):
 
 
 def test_cpu_estimate_uses_the_measured_peak_and_mfu(tmp_path, capsys):
-    """--device=cpu: one core's measured fp32 peak (vit.peak's JSON); with --measured, the MFU that run
+    """--device=cpu: one core's measured fp32 peak (vit.account.peak's JSON); with --measured, the MFU that run
     achieved, and the estimate beside the measured FLOPs and core-hours per stage."""
     (tmp_path / "peak.json").write_text('{"cpu_fp32_gflops": {"1": 100.0, "2": 190.0}}')
     compute = pd.DataFrame({"stage": ["pretrain", "finetune"], "train_flops": [4e12, 6e12],
@@ -57,7 +58,7 @@ def test_cpu_estimate_uses_the_measured_peak_and_mfu(tmp_path, capsys):
     out = capsys.readouterr().out
     mfu = cost.measured_mfu(compute)
     assert df.device_hours.sum() == pytest.approx(df.flops.sum() / (100e9 * mfu) / 3600)
-    assert "0.1 TFLOP/s per core, measured by vit.peak" in out and "MFU 17%, measured" in out
+    assert "0.1 TFLOP/s per core, measured by vit.account.peak" in out and "MFU 17%, measured" in out
     cmp = cost.compare(df, compute).set_index("stage")
     assert cmp.loc["pretrain", "measured PFLOPs"] == pytest.approx(4e-3)
     assert cmp.loc["total", "FLOPs ratio"] == pytest.approx(df.flops.sum() / 10e12)

@@ -37,7 +37,7 @@ def test_missing_manifest_and_split_are_explained(digits_dir, tmp_path):
 def test_failed_prepare_keeps_the_earlier_data(digits_dir, tmp_path):
     import shutil
 
-    from vit import prepare
+    from vit.data import prepare
 
     out = tmp_path / "digits"
     shutil.copytree(digits_dir, out)
@@ -76,7 +76,7 @@ def _write_idx(path, arr):
 
 
 def test_fashion_mnist_from_idx_files(tmp_path):
-    from vit import prepare
+    from vit.data import prepare
 
     raw = tmp_path / "FashionMNIST" / "raw"
     raw.mkdir(parents=True)
@@ -95,7 +95,7 @@ def test_fashion_mnist_from_idx_files(tmp_path):
 
 
 def test_fashion_mnist_missing_says_where_it_looked(tmp_path, monkeypatch):
-    from vit import prepare
+    from vit.data import prepare
 
     monkeypatch.setattr(prepare, "DEBIAN_FASHION", tmp_path / "nowhere")
     with pytest.raises(data.DataError, match="apt-get install dataset-fashion-mnist"):
@@ -108,11 +108,11 @@ DEBIAN = "/usr/share/datasets/fashion-mnist"
 
 @pytest.mark.skipif(not __import__("os").path.isdir(DEBIAN), reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_from_debian(tmp_path):
-    """The real files, through both adapters: vit.prepare's IDX reader and torchvision's loader."""
+    """The real files, through both adapters: vit.data.prepare's IDX reader and torchvision's loader."""
     import hashlib
     import gzip
 
-    from vit import prepare, tv_sources
+    from vit.data import prepare, tv_sources
 
     raw = gzip.open(f"{DEBIAN}/t10k-labels-idx1-ubyte.gz").read()
     assert hashlib.md5(raw).hexdigest() == "15d484375f8d13e6eb1aabb0c3f46965"  # DATASETS.md sec. 6

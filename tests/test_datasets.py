@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vit import data, datasets, prepare
+from vit import data
+from vit.data import sources as datasets, prepare
 from vtab_fixtures import SIZES, make_vtab_tree
 
 
@@ -108,7 +109,7 @@ def test_imagenet_keeps_the_canonical_class_indices_and_file_names(tmp_path):
                                               ("ILSVRC2012_val_00000003.JPEG", 999)]
     # evaluating the ImageNet val split also scores ReaL (val image 1 has an empty label set: excluded)
     from conftest import TINY_VIT
-    from vit import train
+    from vit.train import loop as train
 
     s = train.train(train.Config(data=str(out), out=str(tmp_path / "run"), model_args=TINY_VIT, img_size=8,
                                  train_split="val", val_split="val", steps=1, batch_size=3, threads=1))

@@ -1,5 +1,5 @@
 """The "Departures from the paper" section is generated from the config and vit/reference.yaml
-(vit/departures.py): stand-ins are named, and the recipe table holds exactly the values that differ."""
+(vit/report/departures.py): stand-ins are named, and the recipe table holds exactly the values that differ."""
 from __future__ import annotations
 
 import copy
@@ -8,7 +8,9 @@ import pytest
 import yaml
 
 from conftest import REPO
-from vit import departures, plan, recipes
+from vit.report import departures
+from vit import plan
+from vit.plan import recipes
 from vit.cli import ConfigError
 
 REF = recipes.load_reference()

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from conftest import TINY_VIT
-from vit import cli, train
+from vit import cli
+from vit.train import loop as train
 
 # SGD: Adam divides by the gradient's running RMS, which turns float noise on parameters whose true
 # gradient is zero (the attention key bias: softmax ignores a shift) into full-size steps.
@@ -38,7 +39,8 @@ def test_accumulation_follows_a_memory_budget(digits_dir, tmp_path):
     """--device_memory_gb picks the fewest accumulation steps whose micro-batch fits (measured saved
     activations + weights, gradients, optimiser state), logs them, leaves the run's identity, its random
     stream and its update unchanged."""
-    from vit import memory, models
+    from vit.train import memory
+    from vit import models
 
     assert [memory.accum_steps_for(16, 1, b * 2**20, 2**20, 0, headroom=1.0) for b in (16, 8, 5, 1)] == [1, 2, 4, 16]
     assert memory.accum_steps_for(16, 2, 5 * 2**20, 2**20, 0, headroom=1.0) == 2  # 8 per process -> 4 per micro
@@ -100,7 +102,7 @@ def test_batch_must_split_evenly(digits_dir, tmp_path):
 def test_finetune_grid_with_lr_selection_under_torchrun(digits_dir, tmp_path):
     """The fine-tuning stage as the SLURM profile runs it: one torchrun process per GPU (2 on CPU with
     gloo), dev-split learning-rate choice included; every rank agrees and rank 0 writes runs.json."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vit.finetune",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vit.train.finetune",
            "--model=vit", f"--model_args={cli.literal(TINY_VIT)}", "--tasks=['digits']", "--resolutions=[16]",
            "--seeds=[0]", f"--data_root={digits_dir.parent}", f"--out={tmp_path / 'ft'}", "--lr_grid=[0.0001, 0.3]",
            "--dev_fraction=0.25", "--steps=4", "--batch_size=16", "--optimizer=sgd", "--threads=1", "--ckpt_every=0",

@@ -1,4 +1,4 @@
-"""Few-shot linear evaluation (vit.fewshot): the closed-form classifier, shot sampling, features, the stage."""
+"""Few-shot linear evaluation (vit.evaluate.fewshot): the closed-form classifier, shot sampling, features, the stage."""
 import json
 
 import numpy as np
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import TINY_VIT
-from vit import cli, fewshot, models
+from vit import cli, models
+from vit.evaluate import fewshot
 
 
 def _clusters(n_per_class, num_classes=4, dim=8, spread=0.3, seed=0):
@@ -144,7 +145,7 @@ def test_fewshot_summary_matches_full_evaluation_and_beats_chance():
 # ----------------------------------------------------------------------------- the stage, end to end
 @pytest.fixture(scope="module")
 def digits200(tmp_path_factory):
-    from vit.prepare import Config, prepare
+    from vit.data.prepare import Config, prepare
 
     out = tmp_path_factory.mktemp("fewshot_data") / "digits"
     prepare(Config(name="digits", source="digits", group="natural", out=str(out), train=200, val=50, test=100))

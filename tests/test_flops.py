@@ -1,7 +1,9 @@
 import pytest
 import torch
 
-from vit import account, flops, models
+from vit.account import compute as account
+from vit.models import flops
+from vit import models
 
 
 def test_counted_vit_flops_match_the_analytical_formula():

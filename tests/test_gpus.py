@@ -1,4 +1,4 @@
-"""GPU slots on a workstation (vit.gpus), on CPU with a simulated device count: jobs get disjoint
+"""GPU slots on a workstation (vit.train.gpus), on CPU with a simulated device count: jobs get disjoint
 devices, a device is free again when its job ends however it ends, and Snakemake with
 `--resources gpu=N` runs GPU jobs side by side without sharing one."""
 from __future__ import annotations
@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from conftest import REPO
-from vit import cli, gpus
+from vit import cli
+from vit.train import gpus
 
 
 def test_acquire_gives_disjoint_devices_and_frees_them_on_close(tmp_path):
@@ -40,7 +41,7 @@ def test_devices_come_from_the_allocation_or_the_machine(monkeypatch):
 def _wrapped(tmp_path, count, seconds):
     env = dict(os.environ, VIT_GPUS="4", VIT_GPU_LOCK_DIR=str(tmp_path / "locks"))
     code = f"import os, time; print(os.environ['CUDA_VISIBLE_DEVICES'], flush=True); time.sleep({seconds})"
-    return subprocess.Popen([sys.executable, "-m", "vit.gpus", f"--count={count}", "--", sys.executable, "-c", code],
+    return subprocess.Popen([sys.executable, "-m", "vit.train.gpus", f"--count={count}", "--", sys.executable, "-c", code],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -66,7 +67,7 @@ rule all:
 rule job:
     output: "out/{{name}}.txt"
     resources: gpu=lambda w: 2 if w.name == "pair" else 1
-    params: launch=lambda w, resources: f"{{sys.executable}} -m vit.gpus --count={{resources.gpu}} -- {{sys.executable}}"
+    params: launch=lambda w, resources: f"{{sys.executable}} -m vit.train.gpus --count={{resources.gpu}} -- {{sys.executable}}"
     shell: "{{params.launch}} -c 'import os, time; t = time.time(); time.sleep(1.5); "
            "print(os.environ[\\"CUDA_VISIBLE_DEVICES\\"], t, time.time())' > {{output}}"
 ''')

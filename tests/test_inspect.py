@@ -1,4 +1,4 @@
-"""vit.inspect (paper Fig. 6 and 7): attention read-out, rollout, attention distance, posemb statistics."""
+"""vit.evaluate.inspect (paper Fig. 6 and 7): attention read-out, rollout, attention distance, posemb statistics."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import TINY_VIT
 
-from vit import cli, models, plots
-from vit import inspect as vi
+from vit import cli, models
+from vit.report import plots
+from vit.evaluate import inspect as vi
 from vit.logs import save_torch
 
 SPEC = {**TINY_VIT, "depth": 2}  # two layers, so rollout multiplies

@@ -6,7 +6,7 @@ import torch
 from conftest import TINY_VIT
 from vit import models
 from vit.data import normalize
-from vit.mpp import MaskedPatchPrediction, backbone_state_dict, colour_targets, corrupt
+from vit.models.mpp import MaskedPatchPrediction, backbone_state_dict, colour_targets, corrupt
 
 
 def _solid(colours, patch=4):

@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from conftest import TINY_VIT
-from vit import cli, data, models, noisy_student as ns
+from vit import cli, data, models
+from vit.data import pseudo_label as ns
 from vit.logs import save_torch, sha256_file
-from vit.prepare import Config as PrepConfig, prepare
+from vit.data.prepare import Config as PrepConfig, prepare
 
 TEACHER_SIZE = 16
 
@@ -159,7 +160,7 @@ def test_soft_labels_are_probabilities_beside_the_hard_ones(digits_dir, pool_dir
     _, ym = data.train_batch(torch.zeros((len(qs), 3, 8, 8), dtype=torch.uint8), torch.from_numpy(qs), 0, 16, 0, "none",
                              mixup=0.5, num_classes=10)
     assert torch.allclose(ym.sum(1), torch.ones(16), atol=3e-3)
-    from vit import train
+    from vit.train import loop as train
 
     tcfg = cli.parse(train.Config, [f"--data={tmp_path / 'soft'}", f"--out={tmp_path / 'student'}", "--model=vit",
                                     f"--model_args={TINY_VIT}", "--img_size=8", "--steps=2", "--batch_size=16",
@@ -192,7 +193,7 @@ def test_bad_inputs_name_the_file(digits_dir, pool_dir, teacher, tmp_path, monke
     with pytest.raises(cli.ConfigError, match="--labels='fuzzy'"):
         _run(teacher, digits_dir, pool_dir, tmp_path / "x", "--labels=fuzzy")
     # through the CLI: one clear line, exit status 2
-    monkeypatch.setattr(sys, "argv", ["vit.noisy_student", f"--teacher={five}", f"--labelled={digits_dir}",
+    monkeypatch.setattr(sys, "argv", ["vit.data.pseudo_label", f"--teacher={five}", f"--labelled={digits_dir}",
                                       f"--unlabelled={pool_dir}", f"--out={tmp_path / 'x'}"])
     with pytest.raises(SystemExit) as e:
         cli.main_guard(ns.noisy_student, ns.Config)

@@ -1,12 +1,14 @@
-"""The paper-scale compute table (vit.paper_compute) against Tables 2 and 6; meta-device counting only."""
+"""The paper-scale compute table (vit.account.paper_compute) against Tables 2 and 6; meta-device counting only."""
 import math
 
 import pandas as pd
 import pytest
 import torch
 
-from vit import flops, models, paper_compute, zoo
-from vit.cost import PEAKS
+from vit.models import flops, zoo
+from vit import models
+from vit.account import paper_compute
+from vit.account.cost import PEAKS
 
 
 @pytest.fixture(scope="module")

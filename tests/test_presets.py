@@ -13,7 +13,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from vit import cost, recipes
+from vit.account import cost
+from vit.plan import recipes
 
 REF = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text())
 PRESETS = {"configs/paper-transfer.yaml": {"import_weights": 4, "prepare": 5, "finetune": 4, "finetune_hyperrule": 1,
@@ -72,13 +73,13 @@ def test_planned_jobs_resources_and_launch(planned):
             assert (r["gpu"], r["cpus_per_gpu"], r["slurm_partition"]) == ("8", "8", "gpu")
             assert int(r["mem_mb"]) >= 400_000 and int(r["runtime"]) >= 24 * 60
             assert "tasks" not in r  # would become --ntasks-per-gpu and multiply the processes
-            # its own devices first (vit.gpus), then one process per GPU
-            assert j["shell"].startswith(f"python -m vit.gpus --count={r['gpu']} -- "
+            # its own devices first (vit.train.gpus), then one process per GPU
+            assert j["shell"].startswith(f"python -m vit.train.gpus --count={r['gpu']} -- "
                                          f"torchrun --standalone --nnodes=1 --nproc_per_node={r['gpu']} -m vit.")
             assert j["args"]["threads"] == 8
         elif j["rule"] in ONE_GPU_RULES:
             # inspect takes a device of its own; peak asks for every core, so nothing runs beside it
-            prefix = "python -m vit.gpus --count=1 -- python -m vit." if j["rule"] == "inspect" else "python -m vit."
+            prefix = "python -m vit.train.gpus --count=1 -- python -m vit." if j["rule"] == "inspect" else "python -m vit."
             assert j["resources"]["gpu"] == "1" and j["shell"].startswith(prefix), j["rule"]
         else:
             assert "gpu" not in j["resources"], j["rule"]
@@ -165,7 +166,7 @@ def test_bit_runs_the_hyperrule_too(tmp_path):
 def test_cost_estimate_covers_the_default_baselines():
     """config.yaml: the Noisy Student students (their set counted with the whole pool, an upper bound)
     and the BiT-HyperRule fine-tunes (500 steps for 1,000 examples, batch 64 and 48 px from the config)."""
-    from vit import optim
+    from vit.train import optim
 
     rows = cost.jobs(yaml.safe_load((REPO / "config.yaml").read_text()))
     students = [r for r in rows if r["stage"] == "pretrain" and r["model"] == "effnet_ns"]

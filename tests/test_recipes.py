@@ -4,7 +4,8 @@ from importlib import resources
 import pytest
 import yaml
 
-from vit import recipes, train
+from vit.plan import recipes
+from vit.train import loop as train
 
 REF = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text())
 
@@ -97,7 +98,7 @@ def test_dropout_goes_where_the_paper_puts_it():
 
 
 def test_bit_hyperrule_schedule_resolution_and_mixup():
-    from vit import optim
+    from vit.train import optim
 
     small = recipes.bit_hyperrule(1_000, (32, 32))
     assert (small["steps"], small["warmup_steps"], small["mixup"], small["img_size"]) == (500, 100, 0.0, 128)
@@ -114,6 +115,6 @@ def test_bit_hyperrule_schedule_resolution_and_mixup():
     lrs = [optim.lr_at(s, 500, 0.003, 100, "step", small["decay_at"]) for s in (50, 150, 250, 350, 450)]
     assert lrs == pytest.approx([0.003 * 51 / 100, 0.003, 3e-4, 3e-5, 3e-6])
     # every key is a vit.train setting (resize is informational)
-    from vit import train
+    from vit.train import loop as train
 
     train.Config(**{k: v for k, v in small.items() if k != "resize"})

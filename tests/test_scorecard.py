@@ -1,7 +1,7 @@
-"""The claims scorecard decides each verdict from the numbers by its stated rule (vit/scorecard.py)."""
+"""The claims scorecard decides each verdict from the numbers by its stated rule (vit/report/scorecard.py)."""
 import pandas as pd
 
-from vit import scorecard
+from vit.report import scorecard
 
 CONFIG = {
     "datasets": {"small": {"label": "Small", "train": 100}, "big": {"label": "Big", "train": 1000},

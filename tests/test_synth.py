@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from vit import synth
+from vit.data import synth
 
 
 def test_shapes_format_classes_and_nesting():

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from conftest import TINY_VIT
-from vit import cli, finetune, optim, train
+from vit import cli
+from vit.train import finetune, optim, loop as train
 
 
 def _pretrain_cfg(digits_dir, out, **kw):

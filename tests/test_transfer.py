@@ -10,7 +10,9 @@ import pytest
 import torch
 
 from conftest import TINY_VIT
-from vit import cli, data, finetune, models, train, weights
+from vit import cli, data, models
+from vit.train import finetune, loop as train
+from vit.models import weights
 
 
 def test_percent_slices_are_disjoint_fixed_and_cover_the_split(digits_dir):

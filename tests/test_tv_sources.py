@@ -1,4 +1,4 @@
-"""vit.tv_sources against tiny fixtures in torchvision's exact on-disk formats (no downloads)."""
+"""vit.data.tv_sources against tiny fixtures in torchvision's exact on-disk formats (no downloads)."""
 from __future__ import annotations
 
 import collections
@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 import tv_fixtures as F
-from vit import tv_sources as tv
+from vit.data import tv_sources as tv
 
 ALL_NAMES = ["cifar10", "cifar100", "oxford_iiit_pet", "oxford_flowers102", "svhn", "dtd", "eurosat",
              "caltech101", "sun397", "patch_camelyon", "fashion_mnist"]

@@ -1,4 +1,4 @@
-"""Verdicts against the paper (vit/verdicts.py): the rule's boundaries, which cells each paper preset
+"""Verdicts against the paper (vit/report/verdicts.py): the rule's boundaries, which cells each paper preset
 targets, and the table built from a summary of runs."""
 import copy
 import math
@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from conftest import REPO
-from vit import verdicts
-from vit.recipes import load_reference
+from vit.report import verdicts
+from vit.plan.recipes import load_reference
 
 REF = load_reference()
 
@@ -135,7 +135,8 @@ def test_verdict_table_for_paper_transfer():
 def test_table2_mirror_carries_the_verdicts():
     """report.table2 on a paper-transfer run: the verdict section lists the targets with their verdicts;
     the default (no paper_table) says why there are none."""
-    from vit import plan, report
+    from vit import plan
+    from vit.report import write as report
 
     config = yaml.safe_load((REPO / "configs/paper-transfer.yaml").read_text())
     for (_, up), spec in plan.released(config).items():  # what workflow/rules/common.smk adds

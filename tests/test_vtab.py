@@ -8,8 +8,11 @@ import yaml
 
 from conftest import REPO, TINY_VIT
 from test_workflow import smk
-from vit import cli, datasets, models, verdicts, vtab
-from vit.recipes import load_reference
+from vit import cli, models
+from vit.data import sources as datasets
+from vit.report import verdicts
+from vit.evaluate import vtab
+from vit.plan.recipes import load_reference
 from vtab_fixtures import make_vtab_tree, write_final_runs
 
 CKPT = "results/pretrain/vit/shapes_l/checkpoint.pt"  # the path configs/vtab.yaml names

@@ -5,7 +5,8 @@ import pytest
 import torch
 import yaml
 
-from vit import models, zoo
+from vit import models
+from vit.models import zoo
 
 REF = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text())["model_variants"]
 VITS = ["ViT-B/32", "ViT-B/16", "ViT-L/32", "ViT-L/16", "ViT-H/14"]
@@ -13,8 +14,8 @@ VITS = ["ViT-B/32", "ViT-B/16", "ViT-L/32", "ViT-L/16", "ViT-H/14"]
 
 @pytest.mark.parametrize("name", VITS)
 def test_vit_parameter_counts_match_the_derived_exact_counts(name):
-    backbone = zoo.param_count(zoo.resolve(name), exclude_head=True)
-    with_head = zoo.param_count(zoo.resolve(name), num_classes=1000)
+    backbone = models.param_count(zoo.resolve(name), exclude_head=True)
+    with_head = models.param_count(zoo.resolve(name), num_classes=1000)
     assert backbone / 1e6 == pytest.approx(float(REF["exact_params_backbone_224"][name]) / 1e6, abs=0.006)
     assert with_head / 1e6 == pytest.approx(float(REF["exact_params_with_1k_head_224"][name]) / 1e6, abs=0.006)
 
@@ -23,7 +24,7 @@ def test_vit_parameter_counts_match_the_derived_exact_counts(name):
 def test_table1_rounded_sizes(size, name):
     """Table 1: 86M, 307M, 632M. B and H match backbone + 1k head; Large is a known exception: the
     paper's 307M matches no head convention (FACTS.md sec. 1: 303.3M backbone, 304.3M with head)."""
-    with_head = zoo.param_count(zoo.resolve(name)) / 1e6
+    with_head = models.param_count(zoo.resolve(name)) / 1e6
     paper = float(REF["sizes"][size]["params_paper"]) / 1e6  # YAML reads 86.0e6 as a string
     if size == "Large":  # the documented exception: 307M printed, 304.3M counted
         assert 2.5 < paper - with_head < 3.0
@@ -52,10 +53,10 @@ def test_hybrid_backbones_follow_the_paper():
 
 
 def test_baselines_of_table2():
-    bit = zoo.param_count(zoo.resolve("BiT-R152x4"), exclude_head=True) / 1e6
+    bit = models.param_count(zoo.resolve("BiT-R152x4"), exclude_head=True) / 1e6
     assert bit == pytest.approx(928, rel=0.001)  # BiT paper sec. 2.2: "928 million"
-    assert zoo.param_count(zoo.resolve("BiT-R152x4")) == zoo.param_count({"arch": "timm", "name": "resnetv2_152x4_bit"})
-    assert zoo.param_count(zoo.resolve("EfficientNet-L2")) / 1e6 == pytest.approx(480.3, abs=0.05)
+    assert models.param_count(zoo.resolve("BiT-R152x4")) == models.param_count({"arch": "timm", "name": "resnetv2_152x4_bit"})
+    assert models.param_count(zoo.resolve("EfficientNet-L2")) / 1e6 == pytest.approx(480.3, abs=0.05)
 
 
 def test_unknown_paper_model_is_named():

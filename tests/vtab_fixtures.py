@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from vit.datasets import VTAB_TASKS
+from vit.plan.tasks import VTAB_TASKS
 
 SIZES = {"train800": 6, "val200": 3, "test": 4}
 
@@ -29,7 +29,7 @@ def make_vtab_tree(data_root: Path, tasks=VTAB_TASKS, sizes=SIZES, side: int = 2
 
 
 def write_final_runs(path: Path, top1: dict) -> Path:
-    """A runs.json as vit.finetune writes it for VTAB-1k final runs: top1 = {(task folder, seed): %}."""
+    """A runs.json as vit.train.finetune writes it for VTAB-1k final runs: top1 = {(task folder, seed): %}."""
     import json
 
     runs = [{"model": "vit", "upstream": "vtab", "task": f"vtab_{folder}", "group": "natural", "num_classes": 2,

@@ -13,9 +13,7 @@ import shlex
 import sys
 import typing
 
-
-class ConfigError(ValueError):
-    """A bad command-line setting; the message names the key and how to fix it."""
+from vit.errors import ConfigError, DataError
 
 
 def _convert(key: str, raw: str, typ):
@@ -97,8 +95,6 @@ def render(values: dict) -> str:
 
 def main_guard(fn, cls):
     """Run `fn(parse(cls))` and turn a ConfigError or a data error into one clear line and exit 2."""
-    from vit.data import DataError  # local import: vit.data imports torch lazily only where needed
-
     try:
         return fn(parse(cls))
     except (ConfigError, DataError) as e:

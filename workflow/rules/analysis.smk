@@ -12,7 +12,7 @@ rule evaluate:
     log:
         "results/logs/evaluate.log",
     shell:
-        "python -m vit.evaluate --out={params.out} {input} > {log} 2>&1"
+        "python -m vit.evaluate.collect --out={params.out} {input} > {log} 2>&1"
 
 
 # The matmul peak that MFU is taken against, measured once per results folder. It asks for every core
@@ -28,7 +28,7 @@ rule peak:
     resources:
         gpu=0,
     shell:
-        "python -m vit.peak --out={output} --threads={threads} > {log} 2>&1"
+        "python -m vit.account.peak --out={output} --threads={threads} > {log} 2>&1"
 
 
 rule account:
@@ -46,7 +46,7 @@ rule account:
     log:
         "results/logs/account.log",
     shell:
-        "python -m vit.account --out={output.runs} --peak={input.peak} {input.pretrain} {input.finetune} "
+        "python -m vit.account.compute --out={output.runs} --peak={input.peak} {input.pretrain} {input.finetune} "
         "{input.benchmarks} > {log} 2>&1"
 
 
@@ -71,7 +71,7 @@ rule inspect:
     resources:
         gpu=0,
     shell:
-        "{params.launch} -m vit.inspect --checkpoint={input.ckpt} --data={params.data} --split={params.split} "
+        "{params.launch} -m vit.evaluate.inspect --checkpoint={input.ckpt} --data={params.data} --split={params.split} "
         "--out={params.out} --threads={threads} > {log} 2>&1"
 
 
@@ -109,6 +109,6 @@ rule report:
     log:
         "results/logs/report.log",
     shell:
-        "python -m vit.report --runs={input.runs} --vtab={input.vtab} --compute={input.compute} "
+        "python -m vit.report.write --runs={input.runs} --vtab={input.vtab} --compute={input.compute} "
         "--jobs={input.jobs} --peak={input.peak} --summary={output.summary} --reports={params.reports} "
         "{params.config} {params.extra} {input.pretrain} > {log} 2>&1"

@@ -13,7 +13,7 @@ rule bench:
         "results/logs/bench.log",
     threads: 2
     shell:
-        "python -m vit.bench --out={output.json} --threads={threads} {params.args} > {log} 2>&1"
+        "python -m vit.account.bench --out={output.json} --threads={threads} {params.args} > {log} 2>&1"
 
 
 rule bench_prepare:
@@ -24,4 +24,4 @@ rule bench_prepare:
     log:
         "results/logs/bench_prepare.log",
     shell:
-        "python -m vit.bench_prepare --root=results/bench/jpegs --out={output} > {log} 2>&1"
+        "python -m vit.data.bench --root=results/bench/jpegs --out={output} > {log} 2>&1"

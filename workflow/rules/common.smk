@@ -6,14 +6,15 @@ import jsonschema
 import yaml
 from snakemake.exceptions import WorkflowError
 
-from vit import departures, plan  # what the config runs (shared with vit.cost and vit.report)
+from vit.report import departures
+from vit import plan  # what the config runs (shared with vit.account.cost and vit.report)
 from vit.cli import render  # dict -> shell-quoted `--key=value` words; vit.cli parses them back
 
 
 config.setdefault("datasets", {})
 config.setdefault("models", {})
 if "vtab" in config:  # every VTAB-1k task becomes a dataset prepared from {data_root}/vtab-1k
-    from vit.datasets import VTAB_TASKS, vtab_task
+    from vit.plan.tasks import VTAB_TASKS, vtab_task
 
     VTAB_TASK_LIST = [vtab_task(t) for t in config["vtab"].get("tasks") or [t.folder for t in VTAB_TASKS]]
     VTAB_DATA = [f"results/data/vtab_{t.folder}/manifest.json" for t in VTAB_TASK_LIST]
@@ -119,12 +120,12 @@ HYPERRULE_RUNS = plan.hyperrule_runs(config) if EXPERIMENT else []
 
 def launch(wildcards, resources):
     """`python`, or torchrun with one process per GPU when the profile gives the job several
-    (single node; torch.distributed DDP, NCCL on GPUs). A job with GPUs starts through vit.gpus, which
+    (single node; torch.distributed DDP, NCCL on GPUs). A job with GPUs starts through vit.train.gpus, which
     gives it free devices of its own (CUDA_VISIBLE_DEVICES): `--resources gpu=N` on a workstation runs
     GPU jobs side by side, none sharing a device."""
     gpus = int(resources.get("gpu", 0) or 0)
     run = f"torchrun --standalone --nnodes=1 --nproc_per_node={gpus}" if gpus > 1 else "python"
-    return f"python -m vit.gpus --count={gpus} -- {run}" if gpus else run
+    return f"python -m vit.train.gpus --count={gpus} -- {run}" if gpus else run
 
 
 def model_spec(model):
@@ -198,7 +199,7 @@ def ablation_args(wildcards):
 
 
 def hyperrule_args(wildcards):
-    """The main grid's tasks and seeds with the BiT-HyperRule's settings (vit.finetune --recipe)."""
+    """The main grid's tasks and seeds with the BiT-HyperRule's settings (vit.train.finetune --recipe)."""
     return render(dict(plan.hyperrule_args(config), init=checkpoint_path(wildcards.model, wildcards.upstream)))
 
 

@@ -14,7 +14,7 @@ rule prepare:
         "results/benchmarks/prepare/{dataset}.tsv"
     threads: prepare_threads
     shell:
-        "python -m vit.prepare --name={wildcards.dataset} --out={params.out} {params.args} > {log} 2>&1"
+        "python -m vit.data.prepare --name={wildcards.dataset} --out={params.out} {params.args} > {log} 2>&1"
 
 
 # Noisy Student (config `noisy_student`): iteration i's teacher pseudo-labels the unlabelled pool; the
@@ -41,5 +41,5 @@ rule pseudo_label:
     resources:
         gpu=0,
     shell:
-        "python -m vit.noisy_student --teacher={input.teacher} --labelled={params.labelled} "
+        "python -m vit.data.pseudo_label --teacher={input.teacher} --labelled={params.labelled} "
         "--unlabelled={params.pool} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"

@@ -1,5 +1,5 @@
 # Pre-training and fine-tuning run the same loop (vit.train); fine-tuning groups one checkpoint's
-# task x resolution x seed grid in one process (vit.finetune) because Python + torch start-up (~5 s)
+# task x resolution x seed grid in one process (vit.train.finetune) because Python + torch start-up (~5 s)
 # costs more than a laptop-scale fine-tune. Resumable state is kept outside the declared outputs.
 # threads: 1 because these small models scale poorly across cores: on 2 cores, two 1-thread jobs side
 # by side train ~18 % more images per second than one 2-thread job (CPU_PERF.md); each job sets
@@ -23,7 +23,7 @@ rule import_weights:
     log:
         "results/logs/import_weights/{model}-{upstream}.log",
     shell:
-        "python -m vit.weights --out={params.out} {params.args} > {log} 2>&1"
+        "python -m vit.models.weights --out={params.out} {params.args} > {log} 2>&1"
 
 
 rule pretrain:
@@ -47,7 +47,7 @@ rule pretrain:
     resources:
         gpu=0,
     shell:
-        "{params.launch} -m vit.train --data={params.data} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+        "{params.launch} -m vit.train.loop --data={params.data} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
 
 
 rule finetune:
@@ -69,7 +69,7 @@ rule finetune:
     resources:
         gpu=0,
     shell:
-        "{params.launch} -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
+        "{params.launch} -m vit.train.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
         "--threads={threads} {params.args} > {log} 2>&1"
 
 
@@ -87,7 +87,7 @@ rule fewshot:
         "results/logs/fewshot/{model}-{upstream}.log",
     threads: 1
     shell:
-        "python -m vit.fewshot --checkpoint={input.ckpt} {params.data} --train_split=train+val --test_split=test "
+        "python -m vit.evaluate.fewshot --checkpoint={input.ckpt} {params.data} --train_split=train+val --test_split=test "
         "--threads={threads} --out={output} > {log} 2>&1"
 
 
@@ -115,12 +115,12 @@ rule finetune_posemb:
     resources:
         gpu=0,
     shell:
-        "{params.launch} -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
+        "{params.launch} -m vit.train.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
         "--threads={threads} {params.args} > {log} 2>&1"
 
 
 # BiT's own fine-tuning recipe (finetune.hyperrule): the checkpoint's task x seed grid again with the
-# BiT-HyperRule's schedule, batch, learning rate, MixUp and resolution (vit.recipes.bit_hyperrule), behind
+# BiT-HyperRule's schedule, batch, learning rate, MixUp and resolution (vit.plan.recipes.bit_hyperrule), behind
 # Table 2's BiT row; the main grid keeps one protocol for every model so that comparisons stay like for like.
 rule finetune_hyperrule:
     input:
@@ -142,5 +142,5 @@ rule finetune_hyperrule:
     resources:
         gpu=0,
     shell:
-        "{params.launch} -m vit.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
+        "{params.launch} -m vit.train.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
         "--threads={threads} {params.args} > {log} 2>&1"

@@ -34,7 +34,7 @@ rule vtab_sweep:
         "results/benchmarks/vtab_sweep/{model}-s{setting}.tsv"
     threads: 1
     shell:
-        "python -m vit.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+        "python -m vit.train.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
 
 
 rule vtab_select:
@@ -50,7 +50,7 @@ rule vtab_select:
     log:
         "results/logs/vtab_select/{model}.log",
     shell:
-        "python -m vit.vtab --mode=select --out={output} {params.settings} {input} > {log} 2>&1"
+        "python -m vit.evaluate.vtab --mode=select --out={output} {params.settings} {input} > {log} 2>&1"
 
 
 rule vtab_final:
@@ -71,7 +71,7 @@ rule vtab_final:
         "results/benchmarks/vtab_final/{model}.tsv"
     threads: 1
     shell:
-        "python -m vit.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+        "python -m vit.train.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
 
 
 rule vtab_report:
@@ -90,5 +90,5 @@ rule vtab_report:
     log:
         "results/logs/vtab_report.log",
     shell:
-        "python -m vit.vtab --mode=report --selected={input.selected} --out={output.md} --table={output.table} "
+        "python -m vit.evaluate.vtab --mode=report --selected={input.selected} --out={output.md} --table={output.table} "
         "--model={params.model} {params.paper_row} {input.final} > {log} 2>&1"
