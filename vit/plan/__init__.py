@@ -184,6 +184,60 @@ class Plan:
         """A model's name in tables."""
         return self.config["models"].get(model, {}).get("label", model)
 
+    # --- what runs (delegating for now; see the module functions)
+    @property
+    def pretrain_runs(self) -> list[tuple[str, str]]:
+        return pretrain_runs(self.config)
+
+    @property
+    def finetune_runs(self) -> list[tuple[str, str]]:
+        return finetune_runs(self.config)
+
+    @property
+    def released(self) -> dict[tuple[str, str], dict]:
+        return released(self.config)
+
+    @property
+    def noisy_student(self) -> list[dict]:
+        return noisy_student(self.config)
+
+    @property
+    def upstreams(self) -> list[str]:
+        return upstreams(self.config)
+
+    @property
+    def inspect_runs(self) -> list[tuple[str, str]]:
+        return inspect_runs(self.config)
+
+    @property
+    def posemb_ablation_runs(self) -> list[tuple[str, str, str]]:
+        return posemb_ablation_runs(self.config)
+
+    @property
+    def hyperrule_runs(self) -> list[tuple[str, str]]:
+        return hyperrule_runs(self.config)
+
+    def model_spec(self, model: str) -> dict:
+        return model_spec(self.config, model)
+
+    def pretrain_settings(self, model: str, upstream: str) -> dict:
+        return pretrain_settings(self.config, model, upstream)
+
+    def pretrain_resolution(self, model: str, upstream: str) -> int:
+        return pretrain_resolution(self.config, model, upstream)
+
+    def finetune_grid(self) -> dict:
+        return finetune_grid(self.config)
+
+    def hyperrule_args(self) -> dict:
+        return hyperrule_args(self.config)
+
+    def self_supervised(self, model: str) -> bool:
+        return self_supervised(self.config, model)
+
+    def stated_splits(self, task: str, train_split: str) -> dict:
+        return stated_splits(self.config, task, train_split)
+
 
 def load(config: dict) -> Plan:
     """The plan of a config (a dict as read from YAML; not changed)."""
