@@ -1,10 +1,11 @@
-# Two commands for a user: `make setup` (creates .venv with everything pinned) and `make test`.
+# Two commands for a user: `make run` (regenerates the default) and `make test` (every test; what CI runs).
+# Both create .venv with everything pinned first if it is missing or the pins changed.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-all lint run smoke bench report clean-results
+.PHONY: setup test test-fast lint run smoke bench report
 
 setup: $(STAMP)
 
@@ -15,11 +16,11 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -e .
 	touch $@
 
-test: setup
+test: setup  # everything, the slow end-to-end tests included (CI)
 	$(BIN)/python -m pytest -q
 
-test-all: setup  # includes the tests marked slow
-	$(BIN)/python -m pytest -q -m ''
+test-fast: setup  # the inner loop: everything but the tests marked slow (under a minute on 2 cores)
+	$(BIN)/python -m pytest -q -m "not slow"
 
 lint: setup
 	$(BIN)/snakemake --lint --cores 1

@@ -5,14 +5,18 @@ import pandas as pd
 import pytest
 import yaml
 
-from vit import cli
+from vit import cli, plan
 from vit.account import cost
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def load(preset: str) -> dict:
-    return yaml.safe_load((REPO / preset).read_text())
+def preset(name: str) -> dict:
+    return yaml.safe_load((REPO / name).read_text())
+
+
+def load(name: str) -> plan.Plan:
+    return plan.load(preset(name))
 
 
 def test_gpu_estimate_per_rule_and_total(capsys):
@@ -68,22 +72,22 @@ def test_cpu_estimate_uses_the_measured_peak_and_mfu(tmp_path, capsys):
 def test_vtab_cost_counts_sweep_and_final(tmp_path):
     """configs/vtab.yaml: 4 sweep jobs (first seed) and the final job (every seed) at the sweep's longest
     schedule; the model is a paper model (--model) or the checkpoint's, which must exist."""
-    config = load("configs/vtab.yaml")
-    df = cost.estimate(config, "a100", 0.4, cost.PEAKS["a100"], model="ViT-B/16")
+    df = cost.estimate(load("configs/vtab.yaml"), "a100", 0.4, cost.PEAKS["a100"], model="ViT-B/16")
     assert df.groupby("rule").size().to_dict() == {"vtab_sweep": 4 * 19, "vtab_final": 19}
     final = df[df.rule == "vtab_final"]
     assert (final.images == 3 * 2500 * 512).all() and (final.resolution == 384).all()
     assert set(df[df.rule == "vtab_sweep"].groupby("upstream").images.first()) == {2500 * 512, 500 * 512}
+    config = preset("configs/vtab.yaml")
+    config["vtab"]["checkpoint"] = str(tmp_path / "none.pt")
     with pytest.raises(cli.ConfigError, match="vtab.checkpoint"):
-        cost.estimate({**config, "vtab": {**config["vtab"], "checkpoint": str(tmp_path / "none.pt")}},
-                      "a100", 0.4, cost.PEAKS["a100"])
+        cost.estimate(plan.load(config), "a100", 0.4, cost.PEAKS["a100"])
 
 
 def test_noisy_student_chain_bounds_the_wall_time():
     """Students wait for their teachers: the wall time is at least teacher + students + a fine-tune."""
-    config = load("config.yaml")
-    df = cost.estimate(config, "cpu", 0.3, 100e9)
-    jobs, wall = cost.wall_hours(df, {}, 1000, config)  # devices enough for everything at once
+    p = load("config.yaml")
+    df = cost.estimate(p, "cpu", 0.3, 100e9)
+    jobs, wall = cost.wall_hours(df, {}, 1000, p)  # devices enough for everything at once
     h = jobs.set_index(["rule", "model", "upstream"]).wall_hours
     chain = (h["pretrain", "effnet", "shapes_l"] + h["pretrain", "effnet_ns", "ns1_shapes_l"]
              + h["pretrain", "effnet_ns", "ns2_shapes_l"] + h["finetune", "effnet_ns", "ns2_shapes_l"])

@@ -115,7 +115,7 @@ def test_real_fashion_mnist_from_debian(tmp_path):
     from vit.data import prepare, tv_sources
 
     raw = gzip.open(f"{DEBIAN}/t10k-labels-idx1-ubyte.gz").read()
-    assert hashlib.md5(raw).hexdigest() == "15d484375f8d13e6eb1aabb0c3f46965"  # DATASETS.md sec. 6
+    assert hashlib.md5(raw).hexdigest() == "15d484375f8d13e6eb1aabb0c3f46965"  # docs/datasets.md, torchvision sets offline
     m = prepare.prepare(prepare.Config(name="fashion_mnist", source="fashion_mnist", group="natural",
                                        out=str(tmp_path / "fm"), train=800, val=200, test=1000))
     x, y, _ = data.load_split(tmp_path / "fm", "test")

@@ -1,17 +1,14 @@
-"""The "Departures from the paper" section is generated from the config and vit/reference.yaml
-(vit/report/departures.py): stand-ins are named, and the recipe table holds exactly the values that differ."""
+"""The "Departures from the paper" section is generated from the plan and vit/reference.yaml
+(vit/report/departures.py, vit/report/recipe_diff.py): stand-ins are named, and the recipe table holds
+exactly the values that differ."""
 from __future__ import annotations
 
-import copy
-
-import pytest
 import yaml
 
 from conftest import REPO
-from vit.report import departures
 from vit import plan
+from vit.report import departures
 from vit.plan import recipes
-from vit.cli import ConfigError
 
 REF = recipes.load_reference()
 
@@ -20,30 +17,13 @@ def load(preset: str) -> dict:
     return yaml.safe_load((REPO / preset).read_text())
 
 
-def as_workflow(config: dict) -> dict:
-    """The config as the workflow's rules see it: workflow/rules/common.smk's additions (released
-    upstreams and Noisy Student sets become datasets entries)."""
-    config = copy.deepcopy(config)
-    for (_, up), spec in plan.released(config).items():
-        config["datasets"].setdefault(up, {"source": "released", "group": "upstream", "label": spec.get("label", up),
-                                           "stands_for": spec.get("pretrained_on", spec.get("label", up)),
-                                           "train": spec.get("examples", 0)})
-    for it in plan.noisy_student(config):
-        lab = config["datasets"][it["labelled"]]
-        config["datasets"].setdefault(it["dataset"], {
-            "source": "noisy_student", "group": "upstream", "train": lab.get("train", 0),
-            "label": f"{lab['label']} + pseudo-labelled pool (NS iteration {it['iteration']})",
-            "stands_for": "ImageNet + pseudo-labelled JFT-300M"})
-    return config
-
-
 def section(config: dict) -> str:
-    return "\n".join(departures.departures(config, REF))
+    return "\n".join(departures.departures(plan.load(config), REF))
 
 
 def table(config: dict) -> list[dict]:
     """The recipe table's rows as dicts (stage, setting, ours, paper, source)."""
-    lines = [line for line in departures.departures(config, REF) if line.startswith("| ")]
+    lines = [line for line in departures.departures(plan.load(config), REF) if line.startswith("| ")]
     head = [c.strip() for c in lines[0].strip("|").split("|")] if lines else []
     return [dict(zip(head, (c.strip() for c in line.strip("|").split("|")))) for line in lines[1:]]
 
@@ -80,13 +60,6 @@ def test_default_config_names_its_stand_ins_and_only_the_differing_values():
     assert "Not stated in the paper" in text and "fine-tuning warm-up 6 steps (the original code: 500 steps)" in text
 
 
-def test_workflow_config_gives_the_same_section():
-    """common.smk's added datasets entries (released upstreams, Noisy Student sets) change nothing."""
-    for preset in ("config.yaml", "configs/paper-transfer.yaml", "configs/smoke.yaml"):
-        config = load(preset)
-        assert section(as_workflow(config)) == section(config), preset
-
-
 def test_paper_i21k_names_the_release():
     text = section(load("configs/paper-i21k.yaml"))
     assert "is ImageNet-21k itself, release fall11: 21,841 classes" in text
@@ -94,18 +67,6 @@ def test_paper_i21k_names_the_release():
     config = load("configs/paper-i21k.yaml")
     del config["datasets"]["imagenet21k"]["release"]
     assert "release not stated: set datasets.imagenet21k.release" in section(config)
-
-
-def test_check_rejects_a_release_that_contradicts_the_classes():
-    config = load("configs/paper-i21k.yaml")
-    departures.check(config)  # fall11 with 21,841 classes
-    config["datasets"]["imagenet21k"]["release"] = "winter21"
-    with pytest.raises(ConfigError, match=r"datasets\.imagenet21k.*19,167.*set classes: 19167 or release: fall11"):
-        departures.check(config)
-    with pytest.raises(ConfigError, match="imagenet21k"):
-        departures.departures(config, REF)
-    config["datasets"]["imagenet21k"]["classes"] = 19167
-    departures.check(config)
 
 
 def test_paper_transfer_names_the_bit_m_stand_in():

@@ -89,10 +89,10 @@ def test_tpuv3_utilisation(table, reference):
     h14 = _row(table, "ViT-H/14", "Table 2")
     assert h14.epochs == 14 and h14.tpuv3_core_days == 2500
     assert h14.tpuv3_utilisation == pytest.approx(h14.exaflops * 1e18 / (2500 * 86400 * 61.5e12))
-    assert h14.tpuv3_utilisation == pytest.approx(0.32, abs=0.005)  # FACTS.md sec. 7
+    assert h14.tpuv3_utilisation == pytest.approx(0.32, abs=0.005)  # vit/reference.yaml: implied_throughput_per_core
     i21k = _row(table, "ViT-L/16", "Table 2", dataset="ImageNet-21k")
     assert i21k.epochs == 90 and i21k.exaflops == pytest.approx(472, rel=0.002)
-    assert i21k.tpuv3_utilisation * 61.5 == pytest.approx(23.8, abs=0.1)  # TFLOP/s per core, FACTS.md
+    assert i21k.tpuv3_utilisation * 61.5 == pytest.approx(23.8, abs=0.1)  # TFLOP/s per core (vit/reference.yaml)
     l16 = _row(table, "ViT-L/16", "Table 2", dataset="JFT-300M")
     assert l16.tpuv3_utilisation == pytest.approx(0.43, abs=0.005) and "22%" in l16.note  # 14 ep; 7 ep in note
     bit = _row(table, "BiT-L (ResNet152x4)", "Table 2")

@@ -14,16 +14,18 @@ import yaml
 
 from conftest import REPO
 from vit.account import cost
+from vit import plan
 from vit.plan import recipes
 
 REF = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text())
 PRESETS = {"configs/paper-transfer.yaml": {"import_weights": 4, "prepare": 5, "finetune": 4, "finetune_hyperrule": 1,
-                                           "evaluate": 1, "account": 1, "report": 1, "peak": 1, "inspect": 2},
+                                           "evaluate": 1, "account": 1, "summarize": 1, "report": 1, "peak": 1,
+                                           "inspect": 2},
            "configs/paper-i21k.yaml": {"prepare": 6, "pretrain": 6, "finetune": 6, "evaluate": 1, "account": 1,
-                                       "report": 1, "peak": 1, "inspect": 4}}
+                                       "summarize": 1, "report": 1, "peak": 1, "inspect": 4}}
 GPU_RULES = ("pretrain", "finetune", "finetune_hyperrule")
 ONE_GPU_RULES = ("peak", "inspect")  # the matmul peak of one GPU; Figs. 6-7 from one checkpoint
-LOCAL_RULES = ("import_weights", "evaluate", "account", "report")
+LOCAL_RULES = ("import_weights", "evaluate", "account", "summarize", "report")
 
 
 def dry_run(preset, tmp_path) -> list[dict]:
@@ -156,7 +158,7 @@ def test_bit_runs_the_hyperrule_too(tmp_path):
     assert "resolutions" not in hr and "lr_grid" not in hr  # the rule picks both
     assert hr["per_task"]["pets"] == {"train_split": "trainval"} and hr["per_task"]["imagenet"] == {"test_split": "val"}
     # the cost estimate follows the rule: steps by training-set size, 128 px for CIFAR's 32 px images
-    rows = {r["task"]: r for r in cost.jobs(yaml.safe_load((REPO / "configs/paper-transfer.yaml").read_text()))
+    rows = {r["task"]: r for r in cost.jobs(plan.load(yaml.safe_load((REPO / "configs/paper-transfer.yaml").read_text())))
             if r["stage"] == "hyperrule"}
     assert {t: (r["resolution"], r["images"] // (3 * 512)) for t, r in rows.items()} == {
         "imagenet": (480, 20_000), "cifar10": (128, 10_000), "cifar100": (128, 10_000), "pets": (480, 500),
@@ -168,7 +170,7 @@ def test_cost_estimate_covers_the_default_baselines():
     and the BiT-HyperRule fine-tunes (500 steps for 1,000 examples, batch 64 and 48 px from the config)."""
     from vit.train import optim
 
-    rows = cost.jobs(yaml.safe_load((REPO / "config.yaml").read_text()))
+    rows = cost.jobs(plan.load(yaml.safe_load((REPO / "config.yaml").read_text())))
     students = [r for r in rows if r["stage"] == "pretrain" and r["model"] == "effnet_ns"]
     assert [r["upstream"] for r in students] == ["ns1_shapes_l", "ns2_shapes_l"]
     assert all(r["images"] == optim.to_steps(5, 0, 40_000, 128) * 128 for r in students)
@@ -178,13 +180,15 @@ def test_cost_estimate_covers_the_default_baselines():
 
 def test_cost_estimate_follows_the_plan():
     config = yaml.safe_load((REPO / "configs" / "paper-i21k.yaml").read_text())
-    rows = cost.jobs(config)
+    rows = cost.jobs(plan.load(config))
     pre = [r for r in rows if r["stage"] == "pretrain"]
     assert len(pre) == 6 and all(r["images"] == round(90 * 14197122 / 4096) * 4096 for r in pre)
     # 5 tasks x (3 seeds + 4 dev runs) x steps x 512 per upstream checkpoint
     ft = [r for r in rows if r["stage"] == "finetune" and r["model"] == "vit_l16"]
     assert sum(r["images"] for r in ft) == 7 * 512 * (20000 + 10000 + 10000 + 500 + 500)
-    df = cost.estimate({**config, "finetune": {**config["finetune"], "tasks": ["pets"]}}, "h100", 0.4, cost.PEAKS["h100"])
+    config["finetune"]["tasks"] = ["pets"]
+    config["finetune"]["per_task"] = {"pets": config["finetune"]["per_task"]["pets"]}
+    df = cost.estimate(plan.load(config), "h100", 0.4, cost.PEAKS["h100"])
     l16 = df[(df.model == "vit_l16") & (df.stage == "pretrain")].iloc[0]
-    # ViT-L/16 at 224 px: FACTS.md sec. 2a gives 123.1 forward GFLOPs; training = forward + backward = 3x
+    # ViT-L/16 at 224 px: vit/reference.yaml (model_flops) gives 123.1 forward GFLOPs; training = forward + backward = 3x
     assert l16.train_gflops_per_img == pytest.approx(3 * 123.1, rel=0.01)

@@ -1,16 +1,19 @@
 """The claims scorecard decides each verdict from the numbers by its stated rule (vit/report/scorecard.py)."""
 import pandas as pd
 
+from vit import plan
 from vit.report import scorecard
 
-CONFIG = {
-    "datasets": {"small": {"label": "Small", "train": 100}, "big": {"label": "Big", "train": 1000},
-                 "t1": {"label": "T1"}, "t2": {"label": "T2"}},
+CONFIG = plan.load({
+    "datasets": {"small": {"source": "shapes", "group": "upstream", "label": "Small", "train": 100},
+                 "big": {"source": "shapes", "group": "upstream", "label": "Big", "train": 1000},
+                 "t1": {"source": "digits", "group": "natural", "label": "T1"},
+                 "t2": {"source": "digits", "group": "natural", "label": "T2"}},
     "models": {"vit": {"arch": "vit", "label": "ViT"}, "bit": {"arch": "bit", "label": "BiT"}},
     "pretrain": {"runs": {"vit": ["small", "big"], "bit": ["small", "big"]}, "epochs": {"small": 1, "big": 1},
                  "train": {"img_size": 32}},
     "finetune": {"tasks": ["t1", "t2"], "resolutions": [32, 48], "from_scratch": ["vit", "bit"], "train": {}},
-}
+})
 
 
 def runs(acc) -> pd.DataFrame:

@@ -73,6 +73,17 @@ def test_slurm_durations_parse():
     assert train.parse_slurm_time("UNLIMITED") is None and train.parse_slurm_time("") is None
 
 
+def test_deadline_counts_from_the_process_start_and_asks_slurm_once(monkeypatch):
+    from vit.train.deadline import Deadline
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert Deadline(started=100.0).at(5.0) == 105.0 and Deadline().at(0.0) is None
+    asked = []
+    monkeypatch.setattr("vit.train.deadline.slurm_time_left", lambda: asked.append(1) or 60.0)
+    clock = Deadline()
+    assert clock.at(0.0) == clock.at(0.0) and len(asked) == 1  # one squeue call per process
+
+
 def test_time_limit_stops_at_a_saved_state_and_retries_chain_to_the_unbroken_result(digits_dir, tmp_path):
     """A budget already spent: each attempt trains one step, saves its state and exits with EXIT_RESUME
     (what Snakemake's `retries` restart); the chain of attempts ends with the unbroken run's weights and
@@ -114,7 +125,6 @@ def test_time_limit_defaults_to_the_slurm_jobs_and_the_cli_exits_75(digits_dir, 
     (fake / "squeue").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("SLURM_JOB_ID", "123")
-    monkeypatch.setattr(train, "_SLURM_DEADLINE", None)
     assert train.slurm_time_left() == 2
     with pytest.raises(train.TimeLimit):  # 2 s left, a 2,000-step run: it stops early, at a saved state
         train.train(dataclasses.replace(_pretrain_cfg(digits_dir, tmp_path / "slurm", time_margin_s=0.0), steps=2000))

@@ -1,6 +1,5 @@
 """Verdicts against the paper (vit/report/verdicts.py): the rule's boundaries, which cells each paper preset
 targets, and the table built from a summary of runs."""
-import copy
 import math
 
 import pandas as pd
@@ -8,14 +7,15 @@ import pytest
 import yaml
 
 from conftest import REPO
+from vit import plan
 from vit.report import verdicts
 from vit.plan.recipes import load_reference
 
 REF = load_reference()
 
 
-def preset(name: str) -> dict:
-    return yaml.safe_load((REPO / name).read_text())
+def preset(name: str) -> plan.Plan:
+    return plan.load(yaml.safe_load((REPO / name).read_text()))
 
 
 def test_judge_reproduced_including_above_the_paper_and_at_its_std():
@@ -64,21 +64,15 @@ def _rows(targets: pd.DataFrame) -> list[tuple]:
 
 
 def test_targets_of_paper_transfer_are_vit_l16_i21k_in_table2():
-    config = preset("configs/paper-transfer.yaml")
+    config = yaml.safe_load((REPO / "configs/paper-transfer.yaml").read_text())
     expected = [("vit_l16", "in21k", task, "Table 2", "ViT-L/16_I21k", mean, std) for task, mean, std in [
         ("imagenet", 85.30, 0.02), ("imagenet_real", 88.62, 0.05), ("cifar10", 99.15, 0.03),
         ("cifar100", 93.25, 0.05), ("pets", 94.67, 0.15), ("flowers102", 99.61, 0.02)]]
     # vit_b16 has no Table 2 row; bit_r152x4 is BiT-M (ImageNet-21k), not Table 2's BiT-L (JFT-300M)
-    assert _rows(verdicts.targets(config, REF)) == expected
-    assert set(verdicts.targets(config, REF).precision) == {0.005}
-    # as the workflow sees it: the released upstream's dataset entry says what it stands for
-    workflow = copy.deepcopy(config)
-    for spec in workflow["pretrain"]["released"].values():
-        for up, s in spec.items():
-            workflow["datasets"].setdefault(up, {"label": s["label"], "stands_for": s.pop("pretrained_on")})
-    assert _rows(verdicts.targets(workflow, REF)) == expected
+    assert _rows(verdicts.targets(plan.load(config), REF)) == expected
+    assert set(verdicts.targets(plan.load(config), REF).precision) == {0.005}
     del config["paper_table"]
-    assert verdicts.targets(config, REF).empty
+    assert verdicts.targets(plan.load(config), REF).empty
 
 
 def test_targets_of_paper_i21k_are_the_vits_in_table5():
@@ -91,12 +85,17 @@ def test_targets_of_paper_i21k_are_the_vits_in_table5():
 
 
 def test_targets_skip_null_cells_and_stand_in_presets():
-    config = {"paper_table": "table5", "models": {"h14": {"name": "ViT-H/14"}, "mine": {"arch": "vit"}},
-              "datasets": {"up": {"stands_for": "ImageNet"}}, "pretrain": {"runs": {"h14": ["up"], "mine": ["up"]}},
-              "finetune": {"tasks": ["imagenet", "cifar10"]}}
-    assert verdicts.targets(config, REF).empty  # Table 5 has no ViT-H/14 on ImageNet
+    task = {"source": "torchvision", "group": "natural"}
+    config = {"paper_table": "table5",
+              "models": {"h14": {"arch": "paper", "name": "ViT-H/14", "label": "ViT-H/14"},
+                         "mine": {"arch": "vit", "label": "mine"}},
+              "datasets": {"up": {"source": "imagefolder", "group": "upstream", "stands_for": "ImageNet"},
+                           "imagenet": {"source": "imagenet", "group": "natural"}, "cifar10": task},
+              "pretrain": {"runs": {"h14": ["up"], "mine": ["up"]}, "epochs": {"up": 1}, "train": {}},
+              "finetune": {"tasks": ["imagenet", "cifar10"], "resolutions": [384], "train": {}}}
+    assert verdicts.targets(plan.load(config), REF).empty  # Table 5 has no ViT-H/14 on ImageNet
     config["datasets"]["up"]["stands_for"] = "ImageNet-21k"
-    assert verdicts.targets(config, REF).task.tolist() == ["imagenet", "imagenet_real", "cifar10"]
+    assert verdicts.targets(plan.load(config), REF).task.tolist() == ["imagenet", "imagenet_real", "cifar10"]
     default = verdicts.targets(preset("config.yaml"), REF)
     assert default.empty and list(default.columns) == verdicts.TARGET_COLUMNS
 
@@ -135,18 +134,14 @@ def test_verdict_table_for_paper_transfer():
 def test_table2_mirror_carries_the_verdicts():
     """report.table2 on a paper-transfer run: the verdict section lists the targets with their verdicts;
     the default (no paper_table) says why there are none."""
-    from vit import plan
-    from vit.report import write as report
+    from vit.report import table2 as report
 
-    config = yaml.safe_load((REPO / "configs/paper-transfer.yaml").read_text())
-    for (_, up), spec in plan.released(config).items():  # what workflow/rules/common.smk adds
-        config["datasets"].setdefault(up, {"source": "released", "group": "upstream", "label": spec["label"],
-                                           "stands_for": spec["pretrained_on"], "train": spec["examples"]})
+    config = preset("configs/paper-transfer.yaml")
     t2 = REF["table2"]["models"]["ViT-L/16_I21k"]
     rows = [{"model": "vit_l16", "upstream": "in21k", "task": task, "resolution": 512 if task == "imagenet" else 384,
              "seed": seed, "top1": t2[task]["mean"] - (1.0 if task == "pets" else 0.0),
              "real_top1": t2["imagenet_real"]["mean"] if task == "imagenet" else float("nan")}
-            for task in config["finetune"]["tasks"] for seed in (0, 1, 2)]
+            for task in config.finetune_tasks for seed in (0, 1, 2)]
     summary = pd.DataFrame(rows)
     compute_pre = pd.DataFrame(columns=["model", "upstream", "core_hours", "train_flops"])
     md = report.table2(summary, compute_pre, REF, config, pd.DataFrame())
@@ -154,5 +149,5 @@ def test_table2_mirror_carries_the_verdicts():
     lines = [line for line in section.splitlines() if line.startswith("| ViT-L/16")]
     assert len(lines) == 6 and sum("| reproduced" in line for line in lines) == 5
     assert "| not reproduced" in next(line for line in lines if "Pets" in line)
-    default = yaml.safe_load((REPO / "config.yaml").read_text())
+    default = preset("config.yaml")
     assert "No verdicts against the paper" in report.verdict_lines(summary, REF, default)[0]

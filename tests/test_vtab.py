@@ -11,7 +11,7 @@ from test_workflow import smk
 from vit import cli, models
 from vit.data import sources as datasets
 from vit.report import verdicts
-from vit.evaluate import vtab
+from vit.report import vtab
 from vit.plan.recipes import load_reference
 from vtab_fixtures import make_vtab_tree, write_final_runs
 
@@ -67,7 +67,7 @@ def test_vtab_protocol_runs_on_a_tiny_tree(tmp_path):
 
 def _report(tmp_path, top1: dict, paper_row: str = "") -> tuple[pd.DataFrame, str]:
     runs = write_final_runs(tmp_path / "final" / "runs.json", top1)
-    cfg = vtab.Config(mode="report", out=str(tmp_path / "vtab.md"), table=str(tmp_path / "vtab.parquet"),
+    cfg = vtab.Config(out=str(tmp_path / "vtab.md"), table=str(tmp_path / "vtab.parquet"),
                       paper_row=paper_row, inputs=[str(runs)])
     return vtab.report(cfg), (tmp_path / "vtab.md").read_text()
 

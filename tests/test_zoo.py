@@ -23,7 +23,7 @@ def test_vit_parameter_counts_match_the_derived_exact_counts(name):
 @pytest.mark.parametrize("size,name", [("Base", "ViT-B/16"), ("Large", "ViT-L/16"), ("Huge", "ViT-H/14")])
 def test_table1_rounded_sizes(size, name):
     """Table 1: 86M, 307M, 632M. B and H match backbone + 1k head; Large is a known exception: the
-    paper's 307M matches no head convention (FACTS.md sec. 1: 303.3M backbone, 304.3M with head)."""
+    paper's 307M matches no head convention (vit/reference.yaml: model_variants.params_note: 303.3M backbone, 304.3M with head)."""
     with_head = models.param_count(zoo.resolve(name)) / 1e6
     paper = float(REF["sizes"][size]["params_paper"]) / 1e6  # YAML reads 86.0e6 as a string
     if size == "Large":  # the documented exception: 307M printed, 304.3M counted

@@ -1,4 +1,4 @@
-"""A tiny `vtab-1k/` tree in the de-facto archive format (DATASETS.md sec. 2.3), for every task."""
+"""A tiny `vtab-1k/` tree in the de-facto archive format (docs/datasets.md, VTAB-1k), for every task."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -29,12 +29,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import yaml
 
-from vit import cli, models, plan
+from vit import cli, models
+from vit.account.peak import matmul_peak
+from vit.data import DataError, tv_sources
+from vit.logs import read_json
+from vit.models import flops
+from vit.plan import RULES, Plan, load
 from vit.train import finetune, loop, optim
-from vit.data import tv_sources
-from vit.data import DataError
 
 # dense bf16 tensor-core peaks (FLOP/s): NVIDIA H100 SXM and A100 SXM datasheets; TPUv3 per core (paper)
 PEAKS = {"h100": 989e12, "a100": 312e12, "tpuv3": 61.5e12}
@@ -43,9 +47,6 @@ DEVICES = (*PEAKS, "cpu")
 # transformer on GPUs; 30 % is about what this workflow's small models reach on one CPU core
 # (the default run: 30 % over all its timed steps, reports/report.md)
 DEFAULT_MFU = {"gpu": 0.4, "cpu": 0.3}
-# the Snakemake rule that runs each stage (workflow/rules/train.smk, vtab.smk)
-RULES = {"pretrain": "pretrain", "finetune": "finetune", "ablation": "finetune_posemb",
-         "hyperrule": "finetune_hyperrule", "vtab_sweep": "vtab_sweep", "vtab_final": "vtab_final"}
 ROOT = Path(__file__).resolve().parents[2]  # the repository (vit/account/cost.py)
 SLURM_PROFILE = ROOT / "workflow/profiles/slurm/config.yaml"
 
@@ -63,10 +64,6 @@ class Config:
 
 
 def _flops_per_image(spec: dict, res: int, classes: int, cache: dict) -> float:
-    import torch
-
-    from vit.models import flops
-
     key = (repr(sorted(spec.items())), res, classes)
     if key not in cache:
         with torch.device("meta"):
@@ -76,31 +73,31 @@ def _flops_per_image(spec: dict, res: int, classes: int, cache: dict) -> float:
     return cache[key]
 
 
-def jobs(config: dict) -> list[dict]:
+def jobs(plan: Plan) -> list[dict]:
     """One row per planned training job: stage, model, upstream, task, resolution, runs, images.
     Settings come from the same code the workflow and vit.train.finetune use (vit.plan, task_settings)."""
-    datasets = config.get("datasets", {})
+    datasets = plan.config["datasets"]
     rows = []
     # a Noisy Student's set: the labelled set plus the kept pool images, at most the whole pool (an upper bound)
     pseudo = {it["dataset"]: {"train": datasets[it["labelled"]].get("train", 0) + datasets[it["pool"]].get("train", 0),
                               "classes": datasets[it["labelled"]].get("classes", 1000)}
-              for it in plan.noisy_student(config)}
-    for model, up in plan.pretrain_runs(config):
-        s = loop.Config(**plan.pretrain_settings(config, model, up))
+              for it in plan.noisy_student}
+    for model, up in plan.pretrain_runs:
+        s = loop.Config(**plan.pretrain_settings(model, up))
         d = pseudo.get(up) or datasets[up]
         steps = optim.to_steps(s.epochs, s.steps, d.get("train", 0), s.batch_size)
         rows.append({"stage": "pretrain", "model": model, "upstream": up, "task": up, "resolution": s.img_size,
-                     "runs": 1, "images": steps * s.batch_size, "spec": plan.model_spec(config, model),
+                     "runs": 1, "images": steps * s.batch_size, "spec": plan.model_spec(model),
                      "classes": d.get("classes", 1000)})
-    if "finetune" not in config:
+    if "finetune" not in plan.config:
         return rows
-    grid = plan.finetune_grid(config)
+    grid = plan.finetune_grid()
     shared = finetune.Config(**{k: v for k, v in grid.items() if k != "seeds"})
     # the fine-tuning grids, then the resolution ablation's (the grid above the checkpoint's resolution)
-    ablation = [(m, up, plan.pretrain_resolution(config, m, up)) for m, up, _ in plan.posemb_ablation_runs(config)]
-    for model, up, skip in [(m, up, None) for m, up in plan.finetune_runs(config)] + ablation:
+    ablation = [(m, up, plan.pretrain_resolution(m, up)) for m, up, _ in plan.posemb_ablation_runs]
+    for model, up, skip in [(m, up, None) for m, up in plan.finetune_runs] + ablation:
         for task in grid["tasks"]:
-            s, task_grid = finetune.task_settings(shared, loop.Config(**config["finetune"]["train"]), task)
+            s, task_grid = finetune.task_settings(shared, loop.Config(**plan.config["finetune"]["train"]), task)
             if not s.steps:
                 raise cli.ConfigError(f"{task}: cost estimates need fine-tuning `steps` (epochs depend on data size)")
             # vit.train.finetune: one dev run per rate when a grid is chosen from, then every seed
@@ -109,26 +106,26 @@ def jobs(config: dict) -> list[dict]:
                 rows.append({"stage": "finetune" if skip is None else "ablation", "model": model, "upstream": up,
                              "task": task, "resolution": res,
                              "runs": runs, "images": runs * s.steps * s.batch_size,
-                             "spec": models.transfer_spec(plan.model_spec(config, model)),
+                             "spec": models.transfer_spec(plan.model_spec(model)),
                              "classes": datasets.get(task, {}).get("classes", 1000)})
-    rows += hyperrule_jobs(config)
+    rows += hyperrule_jobs(plan)
     return rows
 
 
-def hyperrule_jobs(config: dict) -> list[dict]:
+def hyperrule_jobs(plan: Plan) -> list[dict]:
     """The BiT-HyperRule fine-tunes (finetune.hyperrule): the rule's steps and resolution per task follow
     from its training-set size and image size, here taken from the config (datasets.<task>.train/val/test
     counts and native_size or size) as vit.train.finetune takes them from the prepared manifest."""
-    runs = plan.hyperrule_runs(config)
+    runs = plan.hyperrule_runs
     if not runs:
         return []
-    args = plan.hyperrule_args(config)
+    args = plan.hyperrule_args()
     shared = finetune.Config(**{k: args.pop(k) for k in list(args) if k in finetune.Config.__dataclass_fields__})
-    datasets, rows = config["datasets"], []
+    datasets, rows = plan.config["datasets"], []
     for task in shared.tasks:
         d = datasets[task]
         split = shared.per_task.get(task, {}).get("train_split", args.get("train_split", "train"))
-        counts = plan.stated_splits(config, task, split)
+        counts = plan.stated_splits(task, split)
         native = (tv_sources.TV_DATASETS.get(d.get("task", ""), {}).get("native_size")
                   if d.get("source") == "torchvision" else None)
         manifest = {"name": task, "splits": counts, "image_size": [d.get("size", 224)] * 2,
@@ -142,18 +139,16 @@ def hyperrule_jobs(config: dict) -> list[dict]:
             for res in grid["resolutions"]:
                 rows.append({"stage": "hyperrule", "model": model, "upstream": up, "task": task, "resolution": res,
                              "runs": len(shared.seeds), "images": len(shared.seeds) * s.steps * s.batch_size,
-                             "spec": models.transfer_spec(plan.model_spec(config, model)),
+                             "spec": models.transfer_spec(plan.model_spec(model)),
                              "classes": d.get("classes", 1000)})
     return rows
 
 
-def vtab_jobs(config: dict, model: str = "") -> list[dict]:
+def vtab_jobs(plan: Plan, model: str = "") -> list[dict]:
     """The VTAB-1k protocol (vtab.smk): one sweep job per setting (first seed, train800 -> val200), then
     one final job (every seed, train800+val200) counted at the sweep's longest schedule, since the
     setting is chosen later. The model is the checkpoint's, or the paper model `model` (e.g. ViT-L/16)."""
-    from vit.plan.tasks import VTAB_TASKS, vtab_task
-
-    v = config["vtab"]
+    v = plan.config["vtab"]
     if model:
         spec = {"arch": "paper", "name": model}
     else:
@@ -161,11 +156,9 @@ def vtab_jobs(config: dict, model: str = "") -> list[dict]:
         if not path.exists():
             raise cli.ConfigError(f"vtab.checkpoint: {path} does not exist, and the estimate needs its model; "
                                   f"pass --model=<a paper model, e.g. ViT-B/16> instead")
-        import torch
-
         spec = torch.load(path, map_location="cpu", mmap=True, weights_only=False)["model_args"]
     spec = models.transfer_spec(spec)
-    tasks = [vtab_task(t) for t in v.get("tasks") or [t.folder for t in VTAB_TASKS]]
+    tasks = plan.vtab_tasks
     res, seeds = v.get("resolution", 384), v.get("seeds", [0])
     settings = [loop.Config(**{**v["train"], **setting}) for setting in v["sweep"]]
     if not all(s.steps for s in settings):
@@ -184,18 +177,13 @@ def vtab_jobs(config: dict, model: str = "") -> list[dict]:
 def _cpu_peak(peak_file: str) -> tuple[dict, str]:
     """vit.account.peak's record of this machine's fp32 matmul peak: its JSON when there is one, else measured
     now on one thread (the only one the estimate uses)."""
-    from vit.account import peak
-    from vit.logs import read_json
-
     path = Path(peak_file or "results/compute/peak.json")
     if path.exists():
         return read_json(path), f"measured by vit.account.peak ({path})"
     if peak_file:
         raise cli.ConfigError(f"--peak_file={peak_file}: no such file (write one with python -m vit.account.peak)")
-    import torch
-
     torch.set_num_threads(1)
-    return {"cpu_fp32_gflops": {"1": peak.matmul_peak("cpu", torch.float32, repeats=5)["peak_gflops"]}}, \
+    return {"cpu_fp32_gflops": {"1": matmul_peak("cpu", torch.float32, repeats=5)["peak_gflops"]}}, \
         "measured now (1 thread)"
 
 
@@ -232,15 +220,15 @@ def measured_mfu(compute) -> float:
     return float(ok.train_flops.sum() / (ok.peak_gflops * 1e9 * ok.train_time_s).sum())
 
 
-def estimate(config: dict, device: str, mfu: float, peak: float, model: str = ""):
+def estimate(plan: Plan, device: str, mfu: float, peak: float, model: str = ""):
     """The per-job-part table: FLOPs per image, FLOPs, device-hours at `peak` FLOP/s x `mfu` per device."""
     import pandas as pd
 
     if device not in DEVICES:
         raise cli.ConfigError(f"--device={device!r}: expected one of {', '.join(DEVICES)}")
     cache: dict = {}
-    rows = (jobs(config) if "pretrain" in config or "finetune" in config else []) + (
-        vtab_jobs(config, model) if "vtab" in config else [])
+    rows = (jobs(plan) if "pretrain" in plan.config or "finetune" in plan.config else []) + (
+        vtab_jobs(plan, model) if "vtab" in plan.config else [])
     if not rows:
         raise cli.ConfigError("the config runs no training: expected pretrain/finetune or vtab sections")
     for r in rows:
@@ -251,7 +239,7 @@ def estimate(config: dict, device: str, mfu: float, peak: float, model: str = ""
     return pd.DataFrame(rows)
 
 
-def wall_hours(df, per_job: dict, devices: int, config: dict) -> tuple:
+def wall_hours(df, per_job: dict, devices: int, plan: Plan) -> tuple:
     """(per-job table, preset wall-clock hours). A Snakemake job is one (rule, model, upstream); it runs on
     min(its rule's devices, `devices`). The preset's wall time is the device-hours spread over `devices`,
     but never less than its longest chain: pre-training (after a Noisy Student's teachers), then the
@@ -261,16 +249,16 @@ def wall_hours(df, per_job: dict, devices: int, config: dict) -> tuple:
     jobs_["devices"] = [min(per_job.get(rule, 1), devices) for rule in jobs_.rule]
     jobs_["wall_hours"] = jobs_.device_hours / jobs_.devices
     pre = {(m, u): h for r, m, u, h in zip(jobs_.rule, jobs_.model, jobs_.upstream, jobs_.wall_hours)
-           if r == "pretrain"}
-    teacher = {(it["student"], it["dataset"]): it["teacher"] for it in plan.noisy_student(config)}
+           if r == RULES["pretrain"]}
+    teacher = {(it["student"], it["dataset"]): it["teacher"] for it in plan.noisy_student}
 
     def chain(key) -> float:
         return pre.get(key, 0.0) + (chain(teacher[key]) if key in teacher else 0.0)
 
-    tails = jobs_[jobs_.rule != "pretrain"].groupby(["model", "upstream"]).wall_hours.max()
+    tails = jobs_[jobs_.rule != RULES["pretrain"]].groupby(["model", "upstream"]).wall_hours.max()
     paths = [chain(k) + tails.get(k, 0.0) for k in set(pre) | set(tails.index)]
-    if "vtab_final" in set(jobs_.rule):  # the final fine-tunes wait for every sweep job
-        sweep, final = jobs_[jobs_.rule == "vtab_sweep"], jobs_[jobs_.rule == "vtab_final"]
+    if RULES["vtab_final"] in set(jobs_.rule):  # the final fine-tunes wait for every sweep job
+        sweep, final = jobs_[jobs_.rule == RULES["vtab_sweep"]], jobs_[jobs_.rule == RULES["vtab_final"]]
         paths.append(sweep.wall_hours.max() + final.wall_hours.max())
     return jobs_, max(jobs_.device_hours.sum() / devices, max(paths, default=0.0))
 
@@ -318,7 +306,7 @@ def main(cfg: Config):
     if cfg.device not in DEVICES:
         raise cli.ConfigError(f"--device={cfg.device!r}: expected one of {', '.join(DEVICES)}")
     with open(cfg.configfile) as f:
-        config = yaml.safe_load(f)
+        plan = load(yaml.safe_load(f))
     compute = pd.read_parquet(cfg.measured) if cfg.measured else None
     if cfg.device == "cpu":
         record, peak_src = _cpu_peak(cfg.peak_file)
@@ -329,9 +317,9 @@ def main(cfg: Config):
     peak, mfu, mfu_src = throughput(cfg.device, record, cfg.mfu, compute)
     if compute is not None and mfu_src.startswith("measured"):
         mfu_src += f" ({cfg.measured})"
-    df = estimate(config, cfg.device, mfu, peak, cfg.model)
+    df = estimate(plan, cfg.device, mfu, peak, cfg.model)
     per_gpu, runtime, attempts = _profile(cfg.device)
-    per_job, wall = wall_hours(df, per_gpu, devices, config)
+    per_job, wall = wall_hours(df, per_gpu, devices, plan)
     scale, fl = _flops_unit(df.flops.sum())
     by_rule = per_job.groupby("rule", sort=False).agg(
         jobs=("runs", "size"), runs=("runs", "sum"), flops=("flops", "sum"), device_hours=("device_hours", "sum"),

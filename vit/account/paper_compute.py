@@ -4,7 +4,7 @@
 
 exaFLOPs = 3 x forward FLOPs per image at 224 px x epochs x images / 1e18 (forward + backward ~ 3 x
 forward; 1 multiply-add = 2 FLOPs). The paper gives no formula (App. D.5 has timings only); this one
-is the reconstruction in FACTS.md sec. 7. JFT-300M counts 303e6 images (reference.yaml
+is the reconstruction in vit/reference.yaml (compute.exaflops_formula_reconstruction). JFT-300M counts 303e6 images (reference.yaml
 pretrain_hparams.datasets), ImageNet-21k 14.2e6 (its 14,197,122 images; reference.yaml rounds to
 14.0e6, which would give 465 instead of 472 exaFLOPs for ViT-L/16 at 90 epochs).
 

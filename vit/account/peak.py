@@ -4,7 +4,7 @@
 
 Vendors' peaks are not what a machine delivers (turbo, memory, thermal limits), so MFU is taken against
 the best rate measured here, in the precision the training runs use: fp32 on CPU (no bf16 units on
-these CPUs, CPU_PERF.md) at every thread count from 1 to --threads, because a job's MFU must be taken
+these CPUs, docs/cpu_performance.md) at every thread count from 1 to --threads, because a job's MFU must be taken
 against the peak of the threads it had; bf16 (autocast's matmul precision in vit.train) and fp32 on
 each visible GPU. The workflow runs this once per results folder, alone (it asks for all cores).
 """

@@ -6,24 +6,46 @@ Format of `results/data/<name>/` (written by `vit.data.prepare`):
   manifest.json        name, source, group, classes, image_size, split sizes, SHA-256 of every file
 
 Small sets live in memory as one uint8 tensor; crops and flips are done on the whole batch in torch,
-which on a 2-core CPU is ~10x faster than per-sample transforms through a DataLoader (CPU_PERF.md).
+which on a 2-core CPU is ~10x faster than per-sample transforms through a DataLoader (docs/cpu_performance.md).
 Sets larger than the memory budget stay memory-mapped and are read and resized per batch (`Streamed`).
 """
 from __future__ import annotations
 
 import re
+import resource
+import time
 from pathlib import Path
 
 import numpy as np
 
 from vit.errors import DataError
-from vit.logs import read_json, sha256_file
+from vit.logs import read_json, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 
 
 def split_files(split: str) -> tuple[str, str]:
     return f"{split}_images.npy", f"{split}_labels.npy"
+
+
+def write_manifest(stage: Path, *, name: str, source: str, group: str, seed: int, task: str, classes: list,
+                   splits: list[str], files: dict, info: dict, started: float) -> dict:
+    """Write `stage`/manifest.json for the split files staged there and return it: the one manifest
+    format that vit.data.prepare and vit.data.pseudo_label write and every reader of prepared data reads.
+    Sizes and image size are read from the staged arrays, so they cannot disagree with the files."""
+    sizes = {s: int(len(np.load(stage / split_files(s)[1], mmap_mode="r"))) for s in splits}
+    image_size = list(np.load(stage / split_files(splits[0])[0], mmap_mode="r").shape[1:3])
+    manifest = {
+        "name": name, "source": source, "group": group, "seed": seed, "task": task,
+        "classes": list(classes), "num_classes": len(classes), "image_size": image_size, "channels": 3,
+        "splits": sizes, "files": files, "info": info, "seconds": round(time.time() - started, 2),
+        # peak resident memory of this process and of its largest worker (forked workers share pages
+        # with the parent, so the two are not additive)
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+    }
+    write_json(stage / MANIFEST, manifest)
+    return manifest
 
 
 def read_manifest(data_dir: str | Path) -> dict:
@@ -184,7 +206,9 @@ class Streamed:
         order = np.argsort(rows, kind="stable")  # ascending reads are sequential on disk
         batch = np.empty((len(rows),) + tuple(self.images.shape[1:]), np.uint8)
         batch[order] = self.images[rows[order]]
-        return _resize(torch.from_numpy(batch).permute(0, 3, 1, 2), self.size)
+        # contiguous like to_tensor's result: a channels-last batch takes other kernels and changes the loss
+        # in its last digits, so streamed and in-memory evaluation would no longer agree exactly
+        return _resize(torch.from_numpy(batch).permute(0, 3, 1, 2), self.size).contiguous()
 
 
 def images(xs, size: int, max_gb: float):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import gzip
 import multiprocessing
 import os
-import resource
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,8 +38,9 @@ import numpy as np
 from tqdm import tqdm
 
 from vit import cli
-from vit.data import MANIFEST, DataError, split_files
-from vit.logs import config_hash, sha256_file, write_json
+from vit.data import MANIFEST, DataError, split_files, write_manifest
+from vit.logs import config_hash, sha256_file
+from vit.plan import IMAGE_SOURCES
 
 SYNTH_SOURCES = ("shapes", "dsprites_location", "dsprites_orientation", "clevr_count", "clevr_distance",
                  "landcover")
@@ -169,9 +169,6 @@ def _images(cfg: Config) -> tuple[dict, list[str], dict]:
     raise AssertionError(cfg.source)
 
 
-IMAGE_SOURCES = ("vtab1k", "imagenet", "imagefolder", "torchvision")
-
-
 def build(cfg: Config) -> tuple[dict, list[str], dict]:
     if cfg.source in SYNTH_SOURCES:
         return _synth(cfg)
@@ -282,7 +279,7 @@ def prepare(cfg: Config) -> dict:
         shutil.rmtree(stage)  # an attempt with other settings: nothing of it can be reused
     stage.mkdir(parents=True, exist_ok=True)
     marker.write_text(chash)
-    files, sizes, names = {}, {}, {}
+    files = {}
     for split, source in splits.items():
         fx, fy = split_files(split)
         if isinstance(source, tuple):  # in-memory arrays (procedural sources, digits, Fashion-MNIST)
@@ -303,26 +300,14 @@ def prepare(cfg: Config) -> dict:
                 (stage / f"{split}_names.txt").write_text("".join(Path(p).name + "\n" for p, _ in samples))
                 files[f"{split}_names.txt"] = sha256_file(stage / f"{split}_names.txt")
         files[fx], files[fy] = sha256_file(stage / fx), sha256_file(stage / fy)
-        sizes[split] = int(len(np.load(stage / fy, mmap_mode="r")))
-        names[split] = list(np.load(stage / fx, mmap_mode="r").shape[1:3])
-    first = next(iter(names.values()))
-    manifest = {
-        "name": cfg.name, "source": cfg.source, "group": cfg.group, "seed": cfg.seed, "task": cfg.task,
-        "classes": list(class_names), "num_classes": len(class_names),
-        "image_size": first, "channels": 3, "splits": sizes, "files": files, "info": info,
-        "seconds": round(time.time() - t0, 2),
-        # peak resident memory of this process and of its largest worker (forked workers share pages
-        # with the parent, so the two are not additive)
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-    }
+    manifest = write_manifest(stage, name=cfg.name, source=cfg.source, group=cfg.group, seed=cfg.seed, task=cfg.task,
+                              classes=class_names, splits=list(splits), files=files, info=info, started=t0)
     # Move the finished files in, manifest last: a crash before this point leaves `out` as it was.
     out.mkdir(parents=True, exist_ok=True)
-    for name in files:
+    for name in [*files, MANIFEST]:
         (stage / name).replace(out / name)
-    write_json(out / MANIFEST, manifest)
     shutil.rmtree(stage, ignore_errors=True)
-    print(f"prepared {cfg.name}: {sizes} at {manifest['image_size']} px, {len(class_names)} classes, "
+    print(f"prepared {cfg.name}: {manifest['splits']} at {manifest['image_size']} px, {manifest['num_classes']} classes, "
           f"{manifest['seconds']} s -> {out}")
     return manifest
 

@@ -1,4 +1,4 @@
-"""Noisy Student's pseudo-labelling step (Xie et al. 2020; FACTS.md sec. 10b) as a prepared-dataset stage.
+"""Noisy Student's pseudo-labelling step (Xie et al. 2020; vit/reference.yaml: baselines.NoisyStudent) as a prepared-dataset stage.
 
     python -m vit.data.pseudo_label --teacher=results/pretrain/effnet/shapes_l/checkpoint.pt \
         --labelled=results/data/shapes_l --unlabelled=results/data/shapes_pool --out=results/data/ns1_shapes_l \
@@ -36,7 +36,6 @@ Choices:
 from __future__ import annotations
 
 import os
-import resource
 import shutil
 import time
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from tqdm import tqdm
 
 from vit import cli, data
 from vit.data import MANIFEST, split_files
-from vit.logs import sha256_file, write_json
+from vit.logs import sha256_file
 
 LABEL_MODES = ("hard", "soft")
 POOL_SPLIT = "train"
@@ -267,7 +266,6 @@ def noisy_student(cfg: Config) -> dict:
     size = _stage_train(stage, cfg, pool_x, labels, probs, selected, k)
     _stage_other_splits(stage, cfg.labelled, labelled)
     files = {f: sha256_file(stage / f) for f in sorted(os.listdir(stage))}
-    sizes = {s: int(len(np.load(stage / split_files(s)[1], mmap_mode="r"))) for s in labelled["splits"]}
     n_labelled = int(labelled["splits"]["train"])
     info = {
         "teacher": cfg.teacher, "teacher_sha256": sha256_file(cfg.teacher), "teacher_img_size": ckpt["img_size"],
@@ -283,15 +281,11 @@ def noisy_student(cfg: Config) -> dict:
                    "selected_per_class": np.bincount(labels[selected], minlength=k).tolist(),
                    "empty_classes": empty},
     }
-    manifest = {  # vit.data.prepare's manifest fields, so every reader of prepared data reads this one
-        "name": cfg.name or out.name, "source": "noisy_student", "group": labelled.get("group", ""),
-        "seed": cfg.seed, "task": labelled.get("task", ""), "classes": list(labelled["classes"]),
-        "num_classes": k, "image_size": [size, size], "channels": 3, "splits": sizes, "files": files,
-        "info": info, "seconds": round(time.time() - t0, 2),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-    }
-    write_json(stage / MANIFEST, manifest)  # last: a stage without a manifest is never published
+    # last: a stage without a manifest is never published
+    manifest = data.write_manifest(stage, name=cfg.name or out.name, source="noisy_student",
+                                   group=labelled.get("group", ""), seed=cfg.seed, task=labelled.get("task", ""),
+                                   classes=labelled["classes"], splits=list(labelled["splits"]), files=files,
+                                   info=info, started=t0)
     manifest = _publish(stage, out, manifest)
     c = info["counts"]
     print(f"noisy student {manifest['name']}: pool {c['pool']}, kept {c['kept']} (>= {cfg.threshold}), selected "

@@ -9,7 +9,6 @@ External data sits under one root (config key `data_root`), each dataset in its 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from vit.plan.tasks import VTAB_SPLITS, VTAB_TASKS, VtabTask, vtab_task  # noqa:
 
 
 # ----------------------------------------------------------------------------- structured-task labels
-# (task_adaptation's preprocessing, DATASETS.md sec. 1.3; the procedural tasks' labels are in vit.data.synth)
+# (task_adaptation's preprocessing, docs/datasets.md, VTAB-1k; the procedural tasks' labels are in vit.data.synth)
 KITTI_VEHICLES = (0, 1, 2)                 # Car, Van, Truck in TFDS kitti's object-type order
 KITTI_DIST_THRESHOLDS = (-100.0, 8.0, 20.0, 999.0)
 

@@ -4,7 +4,7 @@
   pose, size, colours, background and distractor blobs vary per image. One generator at three sizes
   stands in for ImageNet / ImageNet-21k / JFT-300M (paper sec. 4.1-4.2).
 - `dsprites`: dSprites' factor structure (3 shapes x 6 scales x 40 orientations x 32 x 32 positions,
-  64 px, white on black; DATASETS.md sec. 4.1) with VTAB's location and orientation labels.
+  64 px, white on black; docs/datasets.md, dSprites) with VTAB's location and orientation labels.
 - `clevr`: 2D CLEVR-like scenes (3-10 objects on a ground plane, size and height set by depth) with
   VTAB's count (n - 3) and closest-distance labels. Tests plumbing and label logic: not CLEVR itself.
 

@@ -42,11 +42,11 @@ TV_DATASETS: dict[str, dict] = {
 }
 
 # Real users keep torchvision's md5 checks. Tests set this to False so that tiny fixtures (whose md5
-# can never match) load through subclasses that only test file existence (DATASETS.md section 5.5).
+# can never match) load through subclasses that only test file existence (docs/datasets.md, torchvision sets offline).
 VERIFY_MD5 = True
 
 # Debian's `dataset-fashion-mnist` package; its .gz md5s differ from torchvision's list, so we
-# decompress them ourselves (DATASETS.md section 6). A module constant so tests can redirect it.
+# decompress them ourselves (docs/datasets.md, torchvision sets offline). A module constant so tests can redirect it.
 DEBIAN_FMNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FMNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

@@ -9,7 +9,7 @@ least-squares classifier onto {-1, +1} one-vs-rest targets is solved in closed f
 accuracy on the whole test split is recorded. Writes {dataset: [{"shots", "seed", "top1", "n_test",
 "n_train"}, ...]} as JSON and prints the mean +- std over seeds.
 
-Choices (FACTS.md sec. 6):
+Choices (vit/reference.yaml: fewshot):
   - shots (1, 5, 10, 25) and 3 seeds are big_vision's defaults; the paper reports 5-shot.
   - Regulariser: one fixed L2 strength, `l2_reg` = 2**10, big_vision's default. Not a grid searched on a
     held-out part of the shots: at 1 shot per class there is nothing to hold out, at 5 shots a held-out
@@ -34,7 +34,7 @@ import torch
 
 from vit import cli
 
-L2_REG = 2.0 ** 10  # big_vision get_fewshot_lsr default (FACTS.md sec. 6)
+L2_REG = 2.0 ** 10  # big_vision get_fewshot_lsr default (vit/reference.yaml: fewshot)
 STD_EPS = 1e-5      # big_vision adds this to the per-dimension std, so constant features do not blow up
 
 

@@ -77,7 +77,7 @@ def _create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
 
 def to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move a model and pick the fastest layouts there: on CPU the plain matmul-softmax-matmul attention
-    beats SDPA for these short sequences (CPU_PERF.md: 8-20 %), on CUDA the fused kernel wins;
+    beats SDPA for these short sequences (docs/cpu_performance.md: 8-20 %), on CUDA the fused kernel wins;
     convnets run channels_last (+5-10 % on CPU, and the tensor-core layout on GPU)."""
     model.to(device)
     for m in model.modules():
@@ -109,7 +109,8 @@ def resample_pos_embed(posemb: torch.Tensor, old_grid, new_grid, num_prefix_toke
 
     bicubic: timm's default (bicubic with antialias).
     bilinear_corners: the original JAX code's scipy.ndimage.zoom(order=1), i.e. bilinear with the
-    corner pixels aligned (SHARED STYLE.md sec. 5; tested against scipy in tests/test_models.py).
+    corner pixels aligned (the original ViT code's checkpoint loading; tested against scipy in
+    tests/test_models.py).
     """
     if interp not in POSEMB_INTERP:
         raise ValueError(f"posemb_interp={interp!r}: expected one of {POSEMB_INTERP}")

@@ -2,7 +2,7 @@
 
 torch's formula for `convolution_backward` ignores `groups` in the weight-gradient term and so
 overcounts depthwise convolutions by the channel count (EfficientNet came out at 27-38x its forward
-FLOPs instead of ~3x, CPU_PERF.md). We register a corrected formula: both gradients of a convolution
+FLOPs instead of ~3x, docs/cpu_performance.md). We register a corrected formula: both gradients of a convolution
 cost what its forward does.
 """
 from __future__ import annotations
@@ -52,7 +52,7 @@ def count(model: torch.nn.Module, img_size: int, device: str | torch.device = "c
 
 def vit_forward_flops(img_size: int, patch: int, dim: int, depth: int, mlp_dim: int, num_classes: int,
                       tokens_extra: int = 1) -> float:
-    """Analytical ViT forward FLOPs per image (FACTS.md sec. 2a, plus the head):
+    """Analytical ViT forward FLOPs per image (vit/reference.yaml: model_flops, plus the head):
     2 x [L (4 T D^2 + 2 T^2 D + 2 T D D_mlp) + N P^2 3 D + D K], T = N + 1."""
     n = (img_size // patch) ** 2
     t = n + tokens_extra

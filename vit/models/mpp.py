@@ -3,7 +3,7 @@
 BERT-style: corrupt 50 % of the patch embeddings (of those, 80 % become a learned [mask] embedding,
 10 % another random patch's embedding, 10 % stay as they are), run the ViT, and predict from each
 corrupted patch's output token its 3-bit mean colour (8 levels per channel, 512 classes). The paper
-tried two other targets and a 15 % rate; this is the variant it reports (SHARED FACTS.md 9d).
+tried two other targets and a 15 % rate; this is the variant it reports (vit/reference.yaml: pretrain_hparams.self_supervised_masked_patch).
 
 `MaskedPatchPrediction` wraps any timm VisionTransformer: `loss(x)` is the MPP objective, `forward(x)`
 stays the wrapped classifier's, and `backbone_state_dict` gives the weights that fine-tuning loads

@@ -17,7 +17,7 @@ class VtabTask:
     aliases: tuple[str, ...] = ()
 
 
-# The 19 VTAB-1k tasks in the paper's Table 9 order (DATASETS.md sec. 1.2 and 2.3).
+# The 19 VTAB-1k tasks in the paper's Table 9 order (App. D.3; vit/reference.yaml vtab_table9).
 VTAB_TASKS = (
     VtabTask("caltech101", 102, "natural", "Caltech101", ("caltech",)),
     VtabTask("cifar", 100, "natural", "CIFAR-100", ("cifar100", "cifar-100")),
@@ -52,9 +52,3 @@ def vtab_task(name: str) -> VtabTask:
             return task
     raise ConfigError(f"unknown VTAB-1k task {name!r}; known: {', '.join(t.folder for t in VTAB_TASKS)} "
                     f"(and their aliases)")
-
-
-def vtab_tasks(config: dict) -> list[VtabTask]:
-    """The tasks a config's `vtab:` section runs: its `tasks`, or all 19."""
-    names = config.get("vtab", {}).get("tasks") or [t.folder for t in VTAB_TASKS]
-    return [vtab_task(t) for t in names]

@@ -1,10 +1,12 @@
-"""One function per figure; each reads only the tidy tables built by vit.report and writes one PNG."""
+"""One function per figure; each reads only the tidy tables built by vit.report (or the arrays of
+vit.evaluate.inspect) and writes one PNG."""
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: reports are built on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
@@ -135,8 +137,6 @@ def _nothing(fig, ax, path, why: str) -> None:
 # ----------------------------------------------------------------------------- what the ViT learned
 # Paper sec. 4.5 (Fig. 6 and 7), from the inspect.npz that vit.evaluate.inspect writes (a path or np.load's dict).
 def _npz(d):
-    import numpy as np
-
     return np.load(d) if isinstance(d, (str, bytes)) or hasattr(d, "__fspath__") else d
 
 
@@ -160,8 +160,6 @@ def rollout(d, path) -> None:
 
 def embedding_filters(d, path) -> None:
     """Paper Fig. 7 left: principal components of the patch-embedding filters, each min-max scaled."""
-    import numpy as np
-
     d = _npz(d)
     comps, var = d["filters"], d["filter_variance"]
     cols = 7

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
-from vit import plan
+from vit.plan import Plan
 
 HOLDS, PARTLY, FAILS, UNTESTED = "holds", "partly", "does not hold", "not tested"
 
@@ -32,29 +32,25 @@ def _diff(a: pd.Series, b: pd.Series) -> tuple[float, float]:
     return a.mean() - b.mean(), var ** 0.5
 
 
-def _family(config: dict, model: str) -> str:
+def _family(plan: Plan, model: str) -> str:
     """vit, resnet or other; models pre-trained without labels (sec. 4.6) are kept out of the supervised
     comparisons the claims make."""
-    spec = plan.model_spec(config, model)
-    if plan.self_supervised(config, model):
+    spec = plan.model_spec(model)
+    if plan.self_supervised(model):
         return "self-supervised"
-    if plan.is_vit(spec):
+    if plan.is_vit(model):
         return "vit"
     name = str(spec.get("name", ""))
     return "resnet" if spec.get("arch") == "bit" or name.startswith(("BiT", "resnetv2")) else "other"
 
 
-def _label(config: dict, model: str) -> str:
-    return config["models"][model].get("label", model)
-
-
-def pretraining_beats_scratch(summary: pd.DataFrame, config: dict) -> Claim:
+def pretraining_beats_scratch(summary: pd.DataFrame, plan: Plan) -> Claim:
     """(a) Every (task, resolution): the largest upstream's fine-tune against the same model from scratch;
     better = the mean difference exceeds its sd over seeds."""
     text = "pre-training beats training from scratch on every downstream task"
     paper = "sec. 4: every transfer result starts from a pre-trained model; training ViT on the small tasks alone is far worse"
-    largest = plan.upstreams(config)[-1] if plan.upstreams(config) else None
-    models = [m for m in config["finetune"].get("from_scratch", []) if (m, largest) in plan.finetune_runs(config)]
+    largest = plan.upstreams[-1] if plan.upstreams else None
+    models = [m for m in plan.config["finetune"].get("from_scratch", []) if (m, largest) in plan.finetune_runs]
     if not models:
         return Claim("a", text, paper, "no model is both pre-trained and trained from scratch here", UNTESTED)
     parts, outcomes = [], []
@@ -68,21 +64,21 @@ def pretraining_beats_scratch(summary: pd.DataFrame, config: dict) -> Claim:
             outcomes.append(diff > sd)
             if not outcomes[-1]:
                 lost.append(f"{task} {res} px ({diff:+.1f} ± {sd:.1f})")
-        parts.append(f"{_label(config, m)}: better on {pairs.ngroups - len(lost)}/{pairs.ngroups} task x resolution "
+        parts.append(f"{plan.model_label(m)}: better on {pairs.ngroups - len(lost)}/{pairs.ngroups} task x resolution "
                      f"pairs" + (f", not on {', '.join(lost)}" if lost else ""))
     verdict = HOLDS if all(outcomes) else FAILS if not any(outcomes) else PARTLY
-    return Claim("a", text, paper, f"pre-trained on {config['datasets'][largest]['label']} vs from scratch "
+    return Claim("a", text, paper, f"pre-trained on {plan.label(largest)} vs from scratch "
                  f"(points = mean top-1 difference): " + "; ".join(parts), verdict)
 
 
-def resnet_then_vit(scores: pd.DataFrame, config: dict, resolution: int) -> Claim:
+def resnet_then_vit(scores: pd.DataFrame, plan: Plan, resolution: int) -> Claim:
     """(b) Mean over tasks, per seed, at `resolution`: the ResNet's lead over the ViT on the smallest and
     the largest upstream set. Holds if the ResNet leads on the smallest and the ViT leads or ties
     (within noise) on the largest; partly if the lead only shrinks beyond noise."""
     text = "with the smallest upstream set the ResNet beats the ViT; with the largest the ViT catches up or wins"
     paper = "Fig. 3 / Table 5 (paper): ViT-L/16 76.5 vs ViT-B/16 77.9 ImageNet top-1 after ImageNet pre-training, below BiT; after JFT-300M ViT-L/16 87.1, ViT-H/14 88.0, above BiT"
-    ups = [u for u in plan.upstreams(config) if config["datasets"][u].get("source") != "released"]
-    fam = {m: _family(config, m) for m in scores.model.unique()}
+    ups = [u for u in plan.upstreams if plan.dataset(u).get("source") != "released"]
+    fam = {m: _family(plan, m) for m in scores.model.unique()}
     vits = [m for m, f in fam.items() if f == "vit"]
     resnets = [m for m, f in fam.items() if f == "resnet"]
     s = scores[scores.resolution == resolution]
@@ -100,21 +96,21 @@ def resnet_then_vit(scores: pd.DataFrame, config: dict, resolution: int) -> Clai
         verdict = PARTLY
     else:
         verdict = FAILS
-    evidence = (f"{_label(config, r)} minus {_label(config, v)} (mean over tasks, {resolution} px): "
-                f"{g0:+.1f} ± {sd0:.1f} points on {config['datasets'][ups[0]]['label']}, "
-                f"{g1:+.1f} ± {sd1:.1f} on {config['datasets'][ups[-1]]['label']}")
+    evidence = (f"{plan.model_label(r)} minus {plan.model_label(v)} (mean over tasks, {resolution} px): "
+                f"{g0:+.1f} ± {sd0:.1f} points on {plan.label(ups[0])}, "
+                f"{g1:+.1f} ± {sd1:.1f} on {plan.label(ups[-1])}")
     return Claim("b", text, paper, evidence, verdict)
 
 
-def higher_resolution_helps(summary: pd.DataFrame, config: dict, ablation: pd.DataFrame | None = None) -> Claim:
+def higher_resolution_helps(summary: pd.DataFrame, plan: Plan, ablation: pd.DataFrame | None = None) -> Claim:
     """(c) Every pre-trained ViT: mean over tasks at the highest fine-tuning resolution against the
     pre-training one. Holds if higher beats lower beyond noise for every checkpoint."""
     text = "fine-tuning above the pre-training resolution, position embeddings interpolated in 2D, beats the pre-training resolution"
     paper = "sec. 3.2 and Tables 2/5 (paper): fine-tuning at 384 px (512/518 for ImageNet) after pre-training at 224 px"
-    d = summary[(summary.upstream != "scratch") & summary.model.map(lambda m: _family(config, m) == "vit")]
+    d = summary[(summary.upstream != "scratch") & summary.model.map(lambda m: _family(plan, m) == "vit")]
     parts, outcomes = [], []
     for (m, up), g in d.groupby(["model", "upstream"]):
-        lo = plan.pretrain_resolution(config, m, up)
+        lo = plan.pretrain_resolution(m, up)
         hi = g.resolution.max()
         if hi <= lo:
             continue
@@ -123,7 +119,7 @@ def higher_resolution_helps(summary: pd.DataFrame, config: dict, ablation: pd.Da
         if diff is None:
             continue
         outcomes.append(diff > sd)
-        parts.append(f"{_label(config, m)} from {config['datasets'][up]['label']}: {hi} px minus {lo} px "
+        parts.append(f"{plan.model_label(m)} from {plan.label(up)}: {hi} px minus {lo} px "
                      f"{diff:+.1f} ± {sd:.1f}")
     if not outcomes:
         return Claim("c", text, paper, "no ViT is fine-tuned both at and above its pre-training resolution", UNTESTED)
@@ -134,7 +130,7 @@ def higher_resolution_helps(summary: pd.DataFrame, config: dict, ablation: pd.Da
     return Claim("c", text, paper, "mean top-1 over tasks, points: " + "; ".join(parts), verdict)
 
 
-def compute_efficiency(scores: pd.DataFrame, config: dict) -> Claim:
+def compute_efficiency(scores: pd.DataFrame, plan: Plan) -> Claim:
     """(d) Take the best accuracy both families reach (the lower of their best means over upstream
     sets); the pre-training compute each needs to reach it (its cheapest run at or above it). Holds if
     the ViT needs less."""
@@ -142,7 +138,7 @@ def compute_efficiency(scores: pd.DataFrame, config: dict) -> Claim:
     paper = "Fig. 5 / Table 6 (paper): ViT needs about 2-4x less compute than ResNets for the same Average-5"
     s = scores[scores.pretrain_pflops > 0]
     means = s.groupby(["model", "upstream"]).agg(top1=("top1", "mean"), pflops=("pretrain_pflops", "first")).reset_index()
-    fam = means.model.map(lambda m: _family(config, m))
+    fam = means.model.map(lambda m: _family(plan, m))
     v, r = means[fam == "vit"], means[fam == "resnet"]
     if v.empty or r.empty:
         return Claim("d", text, paper, "needs pre-training runs of a ViT and a ResNet", UNTESTED)
@@ -192,8 +188,8 @@ def posemb_2d_structure(inspect: dict | None) -> Claim:
     return Claim("f", text, paper, evidence, HOLDS if all(checks) else FAILS if not any(checks) else PARTLY)
 
 
-def scorecard(summary, scores, config, resolution, ablation=None, inspect=None) -> pd.DataFrame:
-    claims = [pretraining_beats_scratch(summary, config), resnet_then_vit(scores, config, resolution),
-              higher_resolution_helps(summary, config, ablation), compute_efficiency(scores, config),
+def scorecard(summary, scores, plan: Plan, resolution, ablation=None, inspect=None) -> pd.DataFrame:
+    claims = [pretraining_beats_scratch(summary, plan), resnet_then_vit(scores, plan, resolution),
+              higher_resolution_helps(summary, plan, ablation), compute_efficiency(scores, plan),
               attention_distance_grows(inspect), posemb_2d_structure(inspect)]
     return pd.DataFrame([asdict(c) for c in claims])

@@ -26,7 +26,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from vit import plan
+from vit.plan import Plan
 
 REPRODUCED, NOISE, FAILED, NOT_RUN = "reproduced", "within noise", "not reproduced", "not run"
 RULE = ("a paper number is reproduced when our mean over seeds is at least the paper's mean minus "
@@ -64,12 +64,11 @@ def judge(values, paper_mean, paper_std=None, paper_n: int = 3, precision: float
     return {"verdict": verdict, "delta": delta, "tol": tol, "noise": noise, "n": int(ours.size), "note": note}
 
 
-def _paper_set(config: dict, model: str, upstream: str):
+def _paper_set(plan: Plan, model: str, upstream: str):
     """The paper's name of the set (model, upstream) was pre-trained on: a released entry's
-    `pretrained_on` (works on the raw preset), else the dataset's `stands_for` (the workflow copies
-    `pretrained_on` there for released weights)."""
-    spec = plan.released(config).get((model, upstream), {})
-    return spec.get("pretrained_on") or config.get("datasets", {}).get(upstream, {}).get("stands_for")
+    `pretrained_on`, else the dataset's `stands_for`."""
+    spec = plan.released.get((model, upstream), {})
+    return spec.get("pretrained_on") or plan.config["datasets"].get(upstream, {}).get("stands_for")
 
 
 def _paper_cells(table: str, reference: dict, name: str, pretrained: str):
@@ -88,21 +87,20 @@ def _paper_cells(table: str, reference: dict, name: str, pretrained: str):
     return f"{name}, {pretrained}", {k: (v[col], None) for k, v in t5[pretrained].items()}
 
 
-def targets(config: dict, reference: dict) -> pd.DataFrame:
+def targets(plan: Plan, reference: dict) -> pd.DataFrame:
     """One row per (model, upstream, task) of this preset with a number in its `paper_table`; empty for
     stand-in presets (no `paper_table`). ImageNet runs also target the ReaL column (imagenet_real)."""
-    table = config.get("paper_table")
+    table = plan.config.get("paper_table")
     rows = []
-    pairs = list(dict.fromkeys(plan.pretrain_runs(config) + list(plan.released(config))))
-    for model, up in pairs if table else []:
-        name, pretrained = config["models"].get(model, {}).get("name"), _paper_set(config, model, up)
+    for model, up in plan.checkpoints if table else []:
+        name, pretrained = plan.config["models"].get(model, {}).get("name"), _paper_set(plan, model, up)
         if not name or not pretrained:
             continue  # only the paper's own models on the paper's own sets have a number to meet
         found = _paper_cells(table, reference, name, pretrained)
         if found is None:
             continue
         row, cells = found
-        for task in config["finetune"]["tasks"]:
+        for task in plan.finetune_tasks:
             for key in [task] + (["imagenet_real"] if task == "imagenet" else []):
                 mean, std = cells.get(key, (None, None))
                 if not _missing(mean):
@@ -116,21 +114,21 @@ def _fmt(mean: float, sd=None) -> str:
     return f"{mean:.2f}" if _missing(sd) else f"{mean:.2f} ± {sd:.2f}"
 
 
-def verdict_table(summary: pd.DataFrame, config: dict, reference: dict) -> pd.DataFrame:
+def verdict_table(summary: pd.DataFrame, plan: Plan, reference: dict) -> pd.DataFrame:
     """Our fine-tuned runs (one row each: model, upstream, task, resolution, seed, top1, real_top1)
     against each target, at the task's highest resolution (the paper's Tables 2 and 5 fine-tune at
     384-518 px, above any pre-training resolution)."""
     rows = []
-    for t in targets(config, reference).itertuples():
+    for t in targets(plan, reference).itertuples():
         task = "imagenet" if t.task == "imagenet_real" else t.task
         col = "real_top1" if t.task == "imagenet_real" else "top1"
         runs = summary[(summary.model == t.model) & (summary.upstream == t.upstream) & (summary.task == task)]
         runs = runs[runs.resolution == runs.resolution.max()]
         values = runs[col].dropna() if col in runs else pd.Series(dtype=float)
-        up = config.get("datasets", {}).get(t.upstream, {}).get("label") or \
-            plan.released(config).get((t.model, t.upstream), {}).get("label", t.upstream)
-        row = {"model": config["models"][t.model].get("label", t.model), "pre-trained on": up,
-               "task": "ImageNet ReaL" if t.task == "imagenet_real" else config["datasets"][task].get("label", task),
+        up = plan.config["datasets"].get(t.upstream, {}).get("label") or \
+            plan.released.get((t.model, t.upstream), {}).get("label", t.upstream)
+        row = {"model": plan.model_label(t.model), "pre-trained on": up,
+               "task": "ImageNet ReaL" if t.task == "imagenet_real" else plan.label(task),
                "paper row": f"{t.table}, {t.paper_row}", "ours": "–", "paper": _fmt(t.paper_mean, t.paper_std),
                "Δ": "–", "verdict": NOT_RUN if runs.empty else "not scored"}  # not scored: e.g. no ReaL labels
         if len(values):

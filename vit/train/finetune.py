@@ -1,12 +1,12 @@
-"""Fine-tune one pre-trained checkpoint on every downstream task x resolution x seed (paper sec. 3.2).
+r"""Fine-tune one pre-trained checkpoint on every downstream task x resolution x seed (paper sec. 3.2).
 
     python -m vit.train.finetune --init=results/pretrain/vit/shapes_l/checkpoint.pt --model=vit --upstream=shapes_l \
         "--tasks=['digits', 'dsprites_location']" --resolutions=[32,48] --seeds=[0,1] \
         --out=results/finetune/vit/shapes_l --steps=100 --lr=0.01 --optimizer=sgd ...
 
-Every (task, resolution, seed) is its own run of `vit.train.train` with its own folder
+Every (task, resolution, seed) is its own run of `vit.train.loop.train` with its own folder
 `<out>/<task>/r<res>_s<seed>/` (summary.json, metrics.jsonl). They share one process because starting
-Python with torch and timm costs ~5 s, more than a laptop-scale fine-tune itself (CPU_PERF.md).
+Python with torch and timm costs ~5 s, more than a laptop-scale fine-tune itself (docs/cpu_performance.md).
 A finished run is skipped when the job is restarted, so an interrupted grid resumes where it stopped.
 
 Table 4's learning-rate choice: with `--lr_grid` of several rates and `--dev_fraction`, each (task,
@@ -20,7 +20,7 @@ App. B.1.1's second setup for ResNets): each task's steps, decays, MixUp and res
 training-split size and native image size (vit.plan.recipes.bit_hyperrule); `--recipe_override` keeps
 settings over the rule's (a laptop preset's smaller batch) and `--resolutions`, when given, replaces
 the rule's resolution.
-Arguments this module does not know are training settings, checked by `vit.train.Config`.
+Arguments this module does not know are training settings, checked by `vit.train.loop.Config`.
 Writes `<out>/runs.json`: the list of the runs' summaries, which the evaluate stage reads.
 """
 from __future__ import annotations
@@ -31,11 +31,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
 from vit import cli
+from vit.data import read_manifest, split_size
+from vit.errors import ConfigError, DataError
+from vit.logs import read_json, write_json
 from vit.plan import recipes
 from vit.train import loop
-from vit.data import DataError, read_manifest, split_size
-from vit.logs import read_json, write_json
 
 
 @dataclass
@@ -81,7 +84,7 @@ def native_hw(manifest: dict) -> tuple[int, int]:
 def recipe_settings(cfg: Config, train_split: str, manifest: dict) -> dict:
     """The recipe's settings for one task (see the module doc), before --recipe_override."""
     if cfg.recipe not in RECIPES:
-        raise cli.ConfigError(f"--recipe={cfg.recipe!r}: expected one of {', '.join(RECIPES)} (or none)")
+        raise ConfigError(f"--recipe={cfg.recipe!r}: expected one of {', '.join(RECIPES)} (or none)")
     rule = recipes.bit_hyperrule(split_size(manifest, train_split), native_hw(manifest), variant=cfg.recipe_variant)
     rule.pop("resize")  # informational: the pipeline pads for the crop instead (vit.plan.recipes)
     return rule
@@ -95,7 +98,7 @@ def task_settings(cfg: Config, train_cfg: loop.Config, task: str,
     grid = {"resolutions": cfg.resolutions, "lr_grid": cfg.lr_grid, "dev_fraction": cfg.dev_fraction}
     if cfg.recipe:
         if manifest is None:
-            raise cli.ConfigError(f"task {task}: --recipe={cfg.recipe} needs the prepared dataset's manifest")
+            raise ConfigError(f"task {task}: --recipe={cfg.recipe} needs the prepared dataset's manifest")
         check_settings(cfg.recipe_override)
         rule = {**recipe_settings(cfg, over.get("train_split", train_cfg.train_split), manifest),
                 **cfg.recipe_override}
@@ -105,9 +108,9 @@ def task_settings(cfg: Config, train_cfg: loop.Config, task: str,
     grid.update({k: over.pop(k) for k in GRID_KEYS if k in over})
     check_settings(over)
     if not grid["resolutions"]:
-        raise cli.ConfigError(f"task {task}: no fine-tuning resolution (give --resolutions or per_task resolutions)")
+        raise ConfigError(f"task {task}: no fine-tuning resolution (give --resolutions or per_task resolutions)")
     if len(grid["lr_grid"]) > 1 and not 0 < grid["dev_fraction"] < 1:
-        raise cli.ConfigError(f"task {task}: lr_grid {grid['lr_grid']} needs dev_fraction in (0, 1) to hold out "
+        raise ConfigError(f"task {task}: lr_grid {grid['lr_grid']} needs dev_fraction in (0, 1) to hold out "
                               f"a dev split for the choice (Table 4: 0.01 ImageNet, 0.02 CIFAR, 0.1 Pets/Flowers)")
     return dataclasses.replace(train_cfg, **over), grid
 
@@ -117,21 +120,21 @@ def dev_splits(split: str, fraction: float) -> tuple[str, str]:
     cut = f"{100 * (1 - fraction):g}"
     parts = split.split("+")
     if any("[" in p for p in parts):
-        raise cli.ConfigError(f"train_split={split!r} is already sliced; give the whole split and dev_fraction")
+        raise ConfigError(f"train_split={split!r} is already sliced; give the whole split and dev_fraction")
     return "+".join(f"{p}[:{cut}%]" for p in parts), "+".join(f"{p}[{cut}%:]" for p in parts)
 
 
-def _run(run: loop.Config) -> dict:
+def _run(run: loop.Config, process: loop.Process) -> dict:
     """Train one run, or read its summary when it already finished with the same settings."""
     done = Path(run.out) / "summary.json"
     finished = read_json(done) if done.exists() else {}
     if finished.get("config_hash") == loop.run_hash(run):
         return finished
     # under torchrun only rank 0 returns the summary; it wrote it before the run's final barrier
-    return loop.train(run) or read_json(done)
+    return loop.train(run, process) or read_json(done)
 
 
-def select_lr(base: loop.Config, grid: dict, seed: int) -> tuple[float, dict]:
+def select_lr(base: loop.Config, grid: dict, seed: int, process: loop.Process) -> tuple[float, dict]:
     """Paper App. B.1.1: train on the training split minus a held-out dev part with each rate of the
     grid, keep the rate with the best dev top-1 (ties: the first in the grid)."""
     fit, dev = dev_splits(base.train_split, grid["dev_fraction"])
@@ -140,24 +143,24 @@ def select_lr(base: loop.Config, grid: dict, seed: int) -> tuple[float, dict]:
         run = dataclasses.replace(base, lr=float(lr), seed=seed, train_split=fit, test_split=dev, val_split="",
                                   out=f"{base.out}_dev/lr{lr:g}",
                                   tags=dict(base.tags, stage="lr_selection"))
-        summary = _run(run)
+        summary = _run(run, process)
         scores[f"{lr:g}"] = summary["eval"][dev]["top1"]
         print(f"    dev lr {lr:g}: top-1 {scores[f'{lr:g}']:.2f} %", flush=True)
     best = max(grid["lr_grid"], key=lambda lr: scores[f"{lr:g}"])
     return float(best), {"dev_split": dev, "fit_split": fit, "dev_top1": scores, "lr": float(best)}
 
 
-def finetune(cfg: Config, train_cfg: loop.Config) -> list[dict]:
+def finetune(cfg: Config, train_cfg: loop.Config, process: loop.Process | None = None) -> list[dict]:
+    """Train every run of the grid (see the module doc) in this process; returns their summaries."""
+    process = process or loop.Process()
     if not cfg.out or not cfg.tasks or not cfg.seeds:
-        raise cli.ConfigError("--out, --tasks and --seeds are required (and --resolutions or per_task resolutions)")
+        raise ConfigError("--out, --tasks and --seeds are required (and --resolutions or per_task resolutions)")
     if cfg.settings_file:
         chosen = read_json(cfg.settings_file)["settings"]
         check_settings(chosen)
         train_cfg = dataclasses.replace(train_cfg, **chosen)
     model_args = cfg.model_args
     if cfg.init:
-        import torch
-
         model_args = torch.load(cfg.init, map_location="cpu", weights_only=False)["model_args"]
     summaries = []
     for task in cfg.tasks:
@@ -174,7 +177,7 @@ def finetune(cfg: Config, train_cfg: loop.Config) -> list[dict]:
             if len(grid["lr_grid"]) > 1:
                 print(f"{task} at {res} px: choosing the learning rate on {grid['dev_fraction']:g} of "
                       f"{base.train_split}", flush=True)
-                lr, selection = select_lr(base, grid, int(cfg.seeds[0]))
+                lr, selection = select_lr(base, grid, int(cfg.seeds[0]), process)
                 base = dataclasses.replace(base, lr=lr)
             elif grid["lr_grid"]:
                 base = dataclasses.replace(base, lr=float(grid["lr_grid"][0]))
@@ -182,7 +185,7 @@ def finetune(cfg: Config, train_cfg: loop.Config) -> list[dict]:
                 run = dataclasses.replace(base, seed=int(seed), out=f"{base.out}_s{seed}",
                                           tags=dict(base.tags, lr_selection=selection) if selection else base.tags)
                 print(f"{task} at {res} px, seed {seed}, lr {run.lr:g}", flush=True)
-                summaries.append(_run(run))
+                summaries.append(_run(run, process))
                 print(f"    {run.test_split} top-1 {summaries[-1]['eval'][run.test_split]['top1']:.2f} %", flush=True)
     if int(os.environ.get("RANK", "0")) == 0:
         write_json(Path(cfg.out) / "runs.json", summaries)
@@ -190,13 +193,17 @@ def finetune(cfg: Config, train_cfg: loop.Config) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    process = loop.Process()  # first: the time limit counts from the process's start
     argv = sys.argv[1:] if argv is None else argv
+    if any(a in cli.HELP for a in argv):  # its own keys, then the training settings it passes on
+        print(cli.usage(Config) + "\n\ntraining settings (vit.train):\n" + cli.usage(loop.Config).split("settings:\n", 1)[1])
+        raise SystemExit(0)
     mine, rest = cli.split_known(Config, argv)
     try:
         cfg = cli.parse(Config, mine)
         train_cfg = cli.parse(loop.Config, rest)
-        finetune(cfg, train_cfg)
-    except (cli.ConfigError, DataError) as e:
+        finetune(cfg, train_cfg, process)
+    except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     except loop.TimeLimit as e:  # the grid resumes on the next attempt: finished runs are skipped

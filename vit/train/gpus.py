@@ -1,6 +1,6 @@
 """Give a job its own GPUs on a workstation, then start it.
 
-    python -m vit.train.gpus --count=2 -- torchrun --standalone --nproc_per_node=2 -m vit.train.loop ...
+    python -m vit.train.gpus --count=2 -- torchrun --standalone --nproc_per_node=2 -m vit.train ...
 
 `snakemake --cores all --resources gpu=N` runs GPU jobs side by side but only counts GPUs; it does not
 say which device a job may use, so every job would start on GPU 0. The workflow's `launch` prefix
@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vit import cli
+from vit.errors import ConfigError
 
 
 @dataclass
@@ -53,7 +54,7 @@ def machine_devices(given: str = "") -> list[str]:
 def acquire(count: int, devices: list[str], lock_dir: Path, wait_s: float = 0.0) -> tuple[list[str], list[int]]:
     """Take `count` free devices: (their ids, the open lock files, which hold them until closed)."""
     if count > len(devices):
-        raise cli.ConfigError(f"a job needs {count} GPU(s) but this machine has {len(devices)} "
+        raise ConfigError(f"a job needs {count} GPU(s) but this machine has {len(devices)} "
                               f"({', '.join(devices) or 'none found'}); lower the rule's gpu resource")
     lock_dir.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + wait_s
@@ -80,6 +81,9 @@ def acquire(count: int, devices: list[str], lock_dir: Path, wait_s: float = 0.0)
 
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
+    if any(a in cli.HELP for a in (argv[:argv.index("--")] if "--" in argv else argv)):
+        print(cli.usage(Config))
+        raise SystemExit(0)
     if "--" not in argv:
         print("usage: python -m vit.train.gpus --count=N -- <command ...>", file=sys.stderr)
         raise SystemExit(2)
@@ -88,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         cfg = cli.parse(Config, argv[:split])
         lock_dir = Path(cfg.lock_dir or os.environ.get("VIT_GPU_LOCK_DIR") or f"/tmp/vit-gpus-{os.getuid()}")
         taken, fds = acquire(cfg.count, machine_devices(cfg.devices), lock_dir, cfg.wait_s)
-    except (cli.ConfigError, TimeoutError) as e:
+    except (ConfigError, TimeoutError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
     for fd in fds:  # the command inherits the locks: they last as long as it runs

@@ -1,3 +1,6 @@
+# Evaluate -> account -> summarize -> report, and the inspection of the ViTs (paper Figs. 6-7).
+
+
 rule evaluate:
     localrule: True
     input:
@@ -59,7 +62,7 @@ rule inspect:
         npz="results/inspect/{model}/{upstream}/inspect.npz",
         json="results/inspect/{model}/{upstream}/inspect.json",
     params:
-        data=lambda w, input: os.path.dirname(input.data),
+        data=subpath(input.data, parent=True),
         split=inspect_split,
         launch=launch,
         out=subpath(output.npz, parent=True),
@@ -75,10 +78,28 @@ rule inspect:
         "--out={params.out} --threads={threads} > {log} 2>&1"
 
 
-rule report:
+# One row per evaluated run with its labels, pre-training and compute: what the report's sections read.
+rule summarize:
     localrule: True
     input:
         runs="results/eval/runs.parquet",
+        pretrain=pretrain_files("summary.json"),
+    output:
+        "results/summary.parquet",
+    params:
+        config=render({"config": config}),
+    conda:
+        ENV
+    log:
+        "results/logs/summarize.log",
+    shell:
+        "python -m vit.report.summary --runs={input.runs} --out={output} {params.config} {input.pretrain} > {log} 2>&1"
+
+
+rule report:
+    localrule: True
+    input:
+        summary="results/summary.parquet",
         vtab="results/eval/vtab.parquet",
         compute="results/compute/compute.parquet",
         jobs="results/compute/jobs.parquet",
@@ -89,7 +110,6 @@ rule report:
         ns=[f"results/data/{d}/manifest.json" for d in NOISY_STUDENT],
         pretrain=pretrain_files("summary.json"),
     output:
-        summary="results/summary.parquet",
         table2="reports/table2.md",
         report="reports/report.md",
         tables=report("reports/tables.html", caption="../report/tables.rst", category="Tables"),
@@ -100,15 +120,15 @@ rule report:
         ),
     params:
         config=render({"config": config}),
-        extra=lambda w, input: render({"ablation": list(input.ablation), "hyperrule": list(input.hyperrule),
-                                         "inspect": list(input.inspect),
-                                         "ns_manifests": list(input.ns)}),
+        # the lists of run files are known at parse time: the same words as the inputs above
+        inputs=render({"ablation": ablation_files(), "hyperrule": hyperrule_files(), "inspect": inspect_files(),
+                       "ns_manifests": [f"results/data/{d}/manifest.json" for d in NOISY_STUDENT]}),
         reports=subpath(output.report, parent=True),
     conda:
         ENV
     log:
         "results/logs/report.log",
     shell:
-        "python -m vit.report.write --runs={input.runs} --vtab={input.vtab} --compute={input.compute} "
-        "--jobs={input.jobs} --peak={input.peak} --summary={output.summary} --reports={params.reports} "
-        "{params.config} {params.extra} {input.pretrain} > {log} 2>&1"
+        "python -m vit.report --summary={input.summary} --vtab={input.vtab} --compute={input.compute} "
+        "--jobs={input.jobs} --peak={input.peak} --reports={params.reports} "
+        "{params.config} {params.inputs} {input.pretrain} > {log} 2>&1"

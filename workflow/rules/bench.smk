@@ -6,7 +6,7 @@ rule bench:
         json="results/bench/bench.json",
         md="results/bench/bench.md",
     params:
-        args=bench_args(),
+        args=render(PLAN.bench_settings()),
     conda:
         ENV
     log:

@@ -5,7 +5,7 @@ rule prepare:
         args=prepare_args,
         out=subpath(output[0], parent=True),
     wildcard_constraints:
-        dataset=prepared_pattern(),
+        dataset=PREPARED,
     conda:
         ENV
     log:
@@ -25,10 +25,10 @@ rule pseudo_label:
     output:
         "results/data/{dataset}/manifest.json",
     params:
-        args=lambda w: render({k: v for k, v in config["noisy_student"].items() if k in ("threshold", "per_class", "labels")}),
+        args=render(PLAN.pseudo_label_settings()),
         out=subpath(output[0], parent=True),
-        labelled=lambda w, input: os.path.dirname(input.labelled),
-        pool=lambda w, input: os.path.dirname(input.pool),
+        labelled=subpath(input.labelled, parent=True),
+        pool=subpath(input.pool, parent=True),
     wildcard_constraints:
         dataset="|".join(NOISY_STUDENT) or "(?!)",
     conda:

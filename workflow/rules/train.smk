@@ -2,7 +2,7 @@
 # task x resolution x seed grid in one process (vit.train.finetune) because Python + torch start-up (~5 s)
 # costs more than a laptop-scale fine-tune. Resumable state is kept outside the declared outputs.
 # threads: 1 because these small models scale poorly across cores: on 2 cores, two 1-thread jobs side
-# by side train ~18 % more images per second than one 2-thread job (CPU_PERF.md); each job sets
+# by side train ~18 % more images per second than one 2-thread job (docs/cpu_performance.md); each job sets
 # torch to exactly its {threads}. Raise it with --set-threads pretrain=N finetune=N for big models.
 # On a cluster the slurm profile gives pretrain / finetune N GPUs and `launch` starts one torchrun
 # process per GPU (workflow/profiles/slurm); locally resources.gpu is 0 and the job is plain python.
@@ -47,7 +47,7 @@ rule pretrain:
     resources:
         gpu=0,
     shell:
-        "{params.launch} -m vit.train.loop --data={params.data} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+        "{params.launch} -m vit.train --data={params.data} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
 
 
 rule finetune:
@@ -76,11 +76,11 @@ rule finetune:
 rule fewshot:
     input:
         ckpt="results/pretrain/{model}/{upstream}/checkpoint.pt",
-        tasks=expand("results/data/{task}/manifest.json", task=config["finetune"]["tasks"]),
+        tasks=TASK_DATA,
     output:
         "results/fewshot/{model}/{upstream}.json",
     params:
-        data=render({"data": [f"results/data/{t}" for t in config["finetune"]["tasks"]]}),
+        data=render({"data": [f"results/data/{t}" for t in PLAN.finetune_tasks]}),
     conda:
         ENV
     log:
@@ -93,10 +93,7 @@ rule fewshot:
 
 # The resolution ablation (report: "Fine-tuning resolution"): the grid above the checkpoint's
 # resolution again, with the other position-embedding interpolation mode (finetune.posemb_ablation).
-rule finetune_posemb:
-    input:
-        unpack(lambda w: {"init": checkpoint_path(w.model, w.upstream),
-                          "tasks": [f"results/data/{t}/manifest.json" for t in config["finetune"]["tasks"]]}),
+use rule finetune as finetune_posemb with:
     output:
         "results/ablation/posemb_{mode}/{model}/{upstream}/runs.json",
     params:
@@ -104,43 +101,24 @@ rule finetune_posemb:
         launch=launch,
         out=subpath(output[0], parent=True),
     wildcard_constraints:
-        mode="bicubic|bilinear_corners",
-    conda:
-        ENV
+        mode="|".join(plan.POSEMB_INTERP),
     log:
         "results/logs/ablation/posemb_{mode}-{model}-{upstream}.log",
     benchmark:
         "results/benchmarks/finetune_posemb_{mode}/{model}-{upstream}.tsv"
-    threads: 1
-    resources:
-        gpu=0,
-    shell:
-        "{params.launch} -m vit.train.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
-        "--threads={threads} {params.args} > {log} 2>&1"
 
 
 # BiT's own fine-tuning recipe (finetune.hyperrule): the checkpoint's task x seed grid again with the
 # BiT-HyperRule's schedule, batch, learning rate, MixUp and resolution (vit.plan.recipes.bit_hyperrule), behind
 # Table 2's BiT row; the main grid keeps one protocol for every model so that comparisons stay like for like.
-rule finetune_hyperrule:
-    input:
-        unpack(lambda w: {"init": checkpoint_path(w.model, w.upstream),
-                          "tasks": [f"results/data/{t}/manifest.json" for t in config["finetune"]["tasks"]]}),
+use rule finetune as finetune_hyperrule with:
     output:
         "results/hyperrule/{model}/{upstream}/runs.json",
     params:
         args=hyperrule_args,
         launch=launch,
         out=subpath(output[0], parent=True),
-    conda:
-        ENV
     log:
         "results/logs/hyperrule/{model}-{upstream}.log",
     benchmark:
         "results/benchmarks/finetune_hyperrule/{model}-{upstream}.tsv"
-    threads: 1
-    resources:
-        gpu=0,
-    shell:
-        "{params.launch} -m vit.train.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
-        "--threads={threads} {params.args} > {log} 2>&1"

@@ -50,7 +50,7 @@ rule vtab_select:
     log:
         "results/logs/vtab_select/{model}.log",
     shell:
-        "python -m vit.evaluate.vtab --mode=select --out={output} {params.settings} {input} > {log} 2>&1"
+        "python -m vit.evaluate.vtab --out={output} {params.settings} {input} > {log} 2>&1"
 
 
 rule vtab_final:
@@ -90,5 +90,5 @@ rule vtab_report:
     log:
         "results/logs/vtab_report.log",
     shell:
-        "python -m vit.evaluate.vtab --mode=report --selected={input.selected} --out={output.md} --table={output.table} "
+        "python -m vit.report.vtab --selected={input.selected} --out={output.md} --table={output.table} "
         "--model={params.model} {params.paper_row} {input.final} > {log} 2>&1"

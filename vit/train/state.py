@@ -1,0 +1,84 @@
+"""A run's resumable state: saved every `ckpt_every` steps and at a time-limit stop, restored on restart.
+
+The state is `<out>/state-<config hash>.pt`. The learning-rate schedule is a pure function of (step,
+config) and the batches of (seed, step), so the step restores both; the RNG state makes dropout and
+stochastic depth continue as if uninterrupted. metrics.jsonl is cut back to the saved step.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from vit.logs import save_torch
+
+
+@dataclass
+class Progress:
+    """Where a run stands. The first four fields are saved with the state; the rest are this process's."""
+    start: int = 0                 # the step this process began at (> 0 when resumed)
+    train_time: float = 0.0        # seconds of timed training steps, summed over attempts
+    timed_images: int = 0          # images in those steps
+    loss_ema: float | None = None  # smoothed training loss
+    slowest: float = 0.0           # the slowest step so far: the time limit keeps room for two more
+    ckpt_time: float = 0.0         # the cost of resumability, reported in summary.json
+    ckpt_saves: int = 0
+    history: list = field(default_factory=list)  # compact curve for summary.json (see `history`)
+
+    def count(self, step: int, seconds: float, images: int) -> None:
+        self.slowest = max(self.slowest, seconds)
+        if step - self.start >= 2:  # the first steps of a process pay for allocation and kernel selection
+            self.train_time += seconds
+            self.timed_images += images
+
+
+def save(path: Path, step: int, progress: Progress, optimised: torch.nn.Module, opt: torch.optim.Optimizer,
+         ema, config, chash: str, device: torch.device) -> None:
+    """The state after `step` steps; `ema` is the Polyak average (timm's ModelEmaV3) or None."""
+    save_torch(path, {"model": optimised.state_dict(), "optimizer": opt.state_dict(), "step": step,
+                      "train_time_s": progress.train_time, "timed_images": progress.timed_images,
+                      "rng": torch.get_rng_state(), "loss_ema": progress.loss_ema,
+                      "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                      "ema": ema.module.state_dict() if ema is not None else None,
+                      "config": dataclasses.asdict(config), "config_hash": chash})
+
+
+def resume(path: Path, optimised: torch.nn.Module, opt: torch.optim.Optimizer, ema, metrics_path: Path,
+           main: bool) -> Progress:
+    """Restore the state at `path` into the modules, or start afresh (and drop a stale metrics.jsonl)."""
+    if not path.exists():
+        if main:
+            metrics_path.unlink(missing_ok=True)
+        return Progress()
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    optimised.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["rng"])
+    if state.get("cuda_rng") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    if ema is not None:
+        ema.module.load_state_dict(state["ema"])
+    step = state["step"]
+    if main and metrics_path.exists():  # keep the history up to the saved step, drop what came after it
+        lines = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
+        metrics_path.write_text("".join(ln + "\n" for ln in lines))
+    print(f"resuming {path} at step {step}")
+    return Progress(start=step, train_time=state["train_time_s"], timed_images=state["timed_images"],
+                    loss_ema=state.get("loss_ema"), history=history(metrics_path) if main else [])
+
+
+def history(metrics_path: Path) -> list[dict]:
+    """The curve logged so far (non-empty when resuming), in the compact form summary.json keeps, so
+    that reports need no log files."""
+    curve = []
+    if metrics_path.exists():
+        for line in metrics_path.read_text().splitlines():
+            r = json.loads(line)
+            if r.get("split") == "train":
+                curve.append({"step": r["step"], "split": "train", "loss": r["loss_ema"]})
+            elif "top1" in r:
+                curve.append({"step": r["step"], "split": r["split"], "loss": r["loss"], "top1": r["top1"]})
+    return curve
