@@ -136,6 +136,7 @@ def _help(module: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+@pytest.mark.slow
 def test_help_of_real_stages():
     peak = _help("vit.account.peak")
     assert peak.returncode == 0, peak.stderr

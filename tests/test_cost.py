@@ -19,6 +19,7 @@ def load(name: str) -> plan.Plan:
     return plan.load(preset(name))
 
 
+@pytest.mark.slow
 def test_gpu_estimate_per_rule_and_total(capsys):
     """paper-i21k on H100s: device-hours = FLOPs / (peak x MFU); each job runs on its rule's 8 GPUs (the
     SLURM profile); the preset's wall time is the hours over the devices, at least its longest chain."""
@@ -40,6 +41,7 @@ def test_gpu_estimate_per_rule_and_total(capsys):
     assert "TOO SHORT" not in out and attempts == 5 and runtime["pretrain"] == 2880
 
 
+@pytest.mark.slow
 def test_too_short_slurm_limit_is_flagged(capsys, monkeypatch):
     real = cost._profile
     monkeypatch.setattr(cost, "_profile", lambda d: (real(d)[0], {"pretrain": 60, "finetune": 60}, 1))
@@ -48,6 +50,7 @@ def test_too_short_slurm_limit_is_flagged(capsys, monkeypatch):
     assert "TOO SHORT" in rows[0]
 
 
+@pytest.mark.slow
 def test_cpu_estimate_uses_the_measured_peak_and_mfu(tmp_path, capsys):
     """--device=cpu: one core's measured fp32 peak (vit.account.peak's JSON); with --measured, the MFU that run
     achieved, and the estimate beside the measured FLOPs and core-hours per stage."""
@@ -69,6 +72,7 @@ def test_cpu_estimate_uses_the_measured_peak_and_mfu(tmp_path, capsys):
     assert "estimate vs measured" in out
 
 
+@pytest.mark.slow
 def test_vtab_cost_counts_sweep_and_final(tmp_path):
     """configs/vtab.yaml: 4 sweep jobs (first seed) and the final job (every seed) at the sweep's longest
     schedule; the model is a paper model (--model) or the checkpoint's, which must exist."""
@@ -83,6 +87,7 @@ def test_vtab_cost_counts_sweep_and_final(tmp_path):
         cost.estimate(plan.load(config), "a100", 0.4, cost.PEAKS["a100"])
 
 
+@pytest.mark.slow
 def test_noisy_student_chain_bounds_the_wall_time():
     """Students wait for their teachers: the wall time is at least teacher + students + a fine-tune."""
     p = load("config.yaml")

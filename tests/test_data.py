@@ -106,6 +106,7 @@ def test_fashion_mnist_missing_says_where_it_looked(tmp_path, monkeypatch):
 DEBIAN = "/usr/share/datasets/fashion-mnist"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not __import__("os").path.isdir(DEBIAN), reason="Debian's dataset-fashion-mnist is not installed")
 def test_real_fashion_mnist_from_debian(tmp_path):
     """The real files, through both adapters: vit.data.prepare's IDX reader and torchvision's loader."""

@@ -3,6 +3,7 @@
 exactly the values that differ."""
 from __future__ import annotations
 
+import pytest
 import yaml
 
 from conftest import REPO
@@ -34,6 +35,7 @@ def rows(config: dict, stage: str, setting: str) -> list[dict]:
             and (r["stage"] == stage or r["stage"].startswith((stage + ":", stage + " on ")))]
 
 
+@pytest.mark.slow
 def test_default_config_names_its_stand_ins_and_only_the_differing_values():
     config = load("config.yaml")
     text = section(config)

@@ -65,6 +65,7 @@ def test_accumulation_follows_a_memory_budget(digits_dir, tmp_path):
                                                     "--device_memory_gb=0.000001"]))
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_match_one(digits_dir, tmp_path):
     train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'one'}"]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vit.train",
@@ -76,6 +77,7 @@ def test_torchrun_two_processes_match_one(digits_dir, tmp_path):
     assert summary["processes"] == 2 and summary["micro_batch"] == 4 and summary["images_seen"] == 48
 
 
+@pytest.mark.slow
 def test_time_limit_under_torchrun_stops_every_rank_at_one_step_and_resumes(digits_dir, tmp_path):
     """Rank 0 decides the time-limit stop for all processes (a broadcast), so both stop before the same
     step, exit with status 75, and the relaunch resumes to the unbroken run's weights."""
@@ -99,6 +101,7 @@ def test_batch_must_split_evenly(digits_dir, tmp_path):
                                                     "--accum_steps=3"]))
 
 
+@pytest.mark.slow
 def test_finetune_grid_with_lr_selection_under_torchrun(digits_dir, tmp_path):
     """The fine-tuning stage as the SLURM profile runs it: one torchrun process per GPU (2 on CPU with
     gloo), dev-split learning-rate choice included; every rank agrees and rank 0 writes runs.json."""

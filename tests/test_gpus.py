@@ -15,6 +15,7 @@ from vit import cli
 from vit.train import gpus
 
 
+@pytest.mark.slow
 def test_acquire_gives_disjoint_devices_and_frees_them_on_close(tmp_path):
     devices = gpus.machine_devices("0,1,2")
     a, fa = gpus.acquire(2, devices, tmp_path)
@@ -56,6 +57,7 @@ def test_the_command_holds_its_devices_until_it_ends_even_when_killed(tmp_path):
     assert third.communicate(timeout=60)[0].strip() == "0,1,2"
 
 
+@pytest.mark.slow
 def test_snakemake_resources_gpu_runs_jobs_side_by_side_on_their_own_devices(tmp_path):
     """Four 1-GPU jobs and one 2-GPU job through the workflow's launch prefix, 3 simulated GPUs:
     no two jobs that overlap in time share a device."""

@@ -109,6 +109,7 @@ def test_embedding_filters_pca():
     torch.testing.assert_close(flat @ flat.T, torch.eye(5), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(digits_dir, tmp_path, capsys):
     model = _vit()
     ckpt = tmp_path / "vit.pt"

@@ -31,6 +31,7 @@ def _row(df, model, table, epochs=None, dataset=None):
     return df[sel].iloc[0]
 
 
+@pytest.mark.slow
 def test_every_table6_and_table2_run_has_a_row(table, reference):
     t6 = table[table.source_table == "Table 6"]
     assert len(t6) == len(reference["compute"]["exaflops_table6"]) - 1 == 18  # minus the `source` key
@@ -40,6 +41,7 @@ def test_every_table6_and_table2_run_has_a_row(table, reference):
     assert table.note.notna().all()
 
 
+@pytest.mark.slow
 def test_vit_rows_reproduce_table6(table):
     """The reconstruction fits five ViT rows within 1 %; B/32 is 56.1 vs the table's 55 (+2 %), which no
     variant of the formula fixes without breaking the others, so it gets its own tolerance and a note."""
@@ -52,6 +54,7 @@ def test_vit_rows_reproduce_table6(table):
     assert b32.ratio > 1.01 and "within 1 %" in b32.note
 
 
+@pytest.mark.slow
 def test_resnet_and_hybrid_rows_within_looser_tolerances(table):
     """Measured: every BiT ResNet +3.0..+4.0 %; hybrids -2.9..+1.5 % (the -2.9 % is Table 6's 7-epoch
     R50x1+ViT-L/16, which is not half its own 14-epoch row)."""
@@ -65,6 +68,7 @@ def test_resnet_and_hybrid_rows_within_looser_tolerances(table):
     assert odd.exaflops * 2 == pytest.approx(_row(table, "R50x1+ViT-L/16", "Table 6", epochs=14).exaflops)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["ViT-B/16", "ViT-L/16"])
 def test_analytical_vit_flops_match_the_counter(name, reference):
     with torch.device("meta"):
@@ -76,6 +80,7 @@ def test_analytical_vit_flops_match_the_counter(name, reference):
     assert paper_compute.vit_forward_gflops(name, reference) == pytest.approx(entry["gflops"], rel=0.002)
 
 
+@pytest.mark.slow
 def test_forward_only_counter_matches_vit_flops_count():
     spec = zoo.resolve("R50x1+ViT-B/32")
     with torch.device("meta"):
@@ -84,6 +89,7 @@ def test_forward_only_counter_matches_vit_flops_count():
     assert paper_compute.counted_forward_gflops(spec) * 1e9 == pytest.approx(full, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_tpuv3_utilisation(table, reference):
     assert PEAKS["tpuv3"] == reference["compute"]["tpuv3_peak"]["per_core_bf16_tflops"] * 1e12
     h14 = _row(table, "ViT-H/14", "Table 2")
@@ -104,6 +110,7 @@ def test_tpuv3_utilisation(table, reference):
     assert table[table.source_table == "Table 6"].tpuv3_utilisation.isna().all()
 
 
+@pytest.mark.slow
 def test_gpu_hours(reference, table):
     r = _row(table, "ViT-L/16", "Table 6", epochs=14)
     assert r.h100_hours == pytest.approx(r.exaflops * 1e18 / (989e12 * 0.4) / 3600)
@@ -113,6 +120,7 @@ def test_gpu_hours(reference, table):
     assert half.h100_hours.fillna(0).tolist() == pytest.approx((2 * table.h100_hours).fillna(0).tolist())
 
 
+@pytest.mark.slow
 def test_markdown_names_every_model(table):
     md = paper_compute.markdown(table, 0.4)
     first, _, rest = md.partition("\n\n")

@@ -1,7 +1,10 @@
 """The matmul peak that MFU is taken against, and which runs it applies to."""
+import pytest
+
 from vit.account import compute as account, peak
 
 
+@pytest.mark.slow
 def test_peak_is_measured_per_thread_count(tmp_path):
     result = peak.measure(peak.Config(out=str(tmp_path / "peak.json"), threads=1, repeats=2))
     assert set(result["cpu_fp32_gflops"]) == {"1"} and result["cpu_fp32_gflops"]["1"] > 1

@@ -63,6 +63,7 @@ def planned(request, tmp_path_factory):
     return request.param, dry_run(request.param, tmp_path_factory.mktemp("dry"))
 
 
+@pytest.mark.slow
 def test_planned_jobs_resources_and_launch(planned):
     preset, jobs = planned
     counts = {}
@@ -99,6 +100,7 @@ def _table3_row(model: str, dataset: str) -> dict:
     raise KeyError(model)
 
 
+@pytest.mark.slow
 def test_pretraining_matches_table3_key_by_key(planned):
     preset, jobs = planned
     common = REF["pretrain_hparams"]["common"]
@@ -122,6 +124,7 @@ def test_pretraining_matches_table3_key_by_key(planned):
             assert a["lr"] == jft["lr"] and a["weight_decay"] == 0.03 and a["epochs"] == 90
 
 
+@pytest.mark.slow
 def test_finetuning_matches_table4_key_by_key(planned):
     preset, jobs = planned
     common = REF["finetune_hparams"]["common"]
@@ -149,6 +152,7 @@ def test_finetuning_matches_table4_key_by_key(planned):
             assert "resolutions" not in imagenet and "polyak" not in imagenet
 
 
+@pytest.mark.slow
 def test_bit_runs_the_hyperrule_too(tmp_path):
     """paper-transfer: the BiT stand-in is fine-tuned a second time with BiT's own recipe (App. B.1.1), the
     per-task schedule decided at run time from each task's size; Pets keeps its trainval split."""
@@ -178,6 +182,7 @@ def test_cost_estimate_covers_the_default_baselines():
     assert len(hr) == 5 and all((r["resolution"], r["images"]) == (48, 2 * 500 * 64) for r in hr)
 
 
+@pytest.mark.slow
 def test_cost_estimate_follows_the_plan():
     config = yaml.safe_load((REPO / "configs" / "paper-i21k.yaml").read_text())
     rows = cost.jobs(plan.load(config))

@@ -4,6 +4,7 @@ import pytest
 from vit.data import synth
 
 
+@pytest.mark.slow
 def test_shapes_format_classes_and_nesting():
     x, y, names = synth.shapes(600, n_classes=16, size=32, seed=5)
     assert x.shape == (600, 32, 32, 3) and x.dtype == np.uint8 and y.dtype == np.int64
@@ -28,6 +29,7 @@ def test_every_shape_and_pattern_draws_pixels():
         assert 0.05 < area < 0.8, name
 
 
+@pytest.mark.slow
 def test_dsprites_latents_and_border():
     x, lat = synth.dsprites(400, seed=1)
     assert x.shape == (400, 64, 64, 3) and set(np.unique(x)) <= {0, 255}
@@ -49,6 +51,7 @@ def test_dsprites_label_functions_at_bin_edges():
     assert np.bincount(ori(np.arange(40))).tolist() == [3, 2] * 8
 
 
+@pytest.mark.slow
 def test_clevr_labels_and_balance():
     assert synth.clevr_count_label(3) == 0 and synth.clevr_count_label(10) == 7
     d = synth.clevr_distance_label

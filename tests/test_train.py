@@ -112,6 +112,7 @@ def test_time_limit_stops_at_a_saved_state_and_retries_chain_to_the_unbroken_res
     assert steps == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_time_limit_defaults_to_the_slurm_jobs_and_the_cli_exits_75(digits_dir, tmp_path, monkeypatch):
     """Under SLURM (SLURM_JOB_ID set) the limit is the job's time left, from squeue; from the command line
     a stop prints why and exits with status 75."""
@@ -185,6 +186,7 @@ def test_polyak_averaging(digits_dir, tmp_path, monkeypatch):
                                                   weights(tmp_path / "whole").values()))
 
 
+@pytest.mark.slow
 def test_run_killed_with_sigkill_resumes_to_the_same_final_metrics(digits_dir, tmp_path):
     """A real kill (SIGKILL, no chance to clean up) after the first saved state, then a rerun: the run
     continues from the state file and ends with the weights and metrics of an uninterrupted run."""

@@ -158,6 +158,7 @@ def _bit_npz(model) -> dict:
     return out
 
 
+@pytest.mark.slow
 def test_import_bit_m_weights_from_the_original_npz_format(tmp_path):
     import timm
 

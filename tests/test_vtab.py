@@ -26,6 +26,7 @@ def _checkpoint(workdir):
                 "grid_size": models.grid_size(m)}, path)
 
 
+@pytest.mark.slow
 def test_vtab_preset_plans_the_19_task_protocol(tmp_path):
     make_vtab_tree(tmp_path / "data")
     _checkpoint(tmp_path)
@@ -38,6 +39,7 @@ def test_vtab_preset_plans_the_19_task_protocol(tmp_path):
     assert "pretrain" not in counts  # the checkpoint is given, not trained
 
 
+@pytest.mark.slow
 def test_vtab_protocol_runs_on_a_tiny_tree(tmp_path):
     tasks = [datasets.vtab_task(t) for t in ("dtd", "eurosat", "dsprites_loc")]  # one per group
     make_vtab_tree(tmp_path / "data", tasks=tasks)

@@ -29,6 +29,7 @@ def smk(workdir, *args, configfile=None, check=True):
     return proc
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", ["config.yaml", "configs/smoke.yaml"])
 def test_dry_run_plans_every_stage(tmp_path, preset):
     out = smk(tmp_path, "-n", configfile=REPO / preset).stdout
@@ -36,6 +37,7 @@ def test_dry_run_plans_every_stage(tmp_path, preset):
         assert f"rule {rule}:" in out or f"\n{rule} " in out, rule
 
 
+@pytest.mark.slow
 def test_lint_passes(tmp_path):
     shutil.copy(REPO / "config.yaml", tmp_path / "config.yaml")
     proc = smk(tmp_path, "--lint", check=False)
@@ -50,21 +52,25 @@ def _bad_config(tmp_path, edit):
     return smk(tmp_path, "-n", configfile=path, check=False)
 
 
+@pytest.mark.slow
 def test_misspelled_key_is_named(tmp_path):
     proc = _bad_config(tmp_path, lambda c: c["finetune"]["train"].update(learning_rate=0.1))
     assert proc.returncode != 0 and "learning_rate" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_wrong_type_is_named(tmp_path):
     proc = _bad_config(tmp_path, lambda c: c["finetune"]["train"].update(steps="many"))
     assert proc.returncode != 0 and "steps" in proc.stdout + proc.stderr and "many" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_undefined_dataset_is_named(tmp_path):
     proc = _bad_config(tmp_path, lambda c: c["finetune"]["tasks"].append("cifar10"))
     assert proc.returncode != 0 and "cifar10" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_smoke_preset_end_to_end(tmp_path):
     """The whole DAG on tiny data, then: a second run has nothing to do, and the HTML report builds."""
     smk(tmp_path, configfile=REPO / "configs" / "smoke.yaml")
@@ -138,6 +144,7 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert (tmp_path / "report.html").stat().st_size > 50_000
 
 
+@pytest.mark.slow
 def test_released_weights_preset_end_to_end(tmp_path):
     """A paper-transfer-style preset at laptop scale: released weights (a timm tag, imported from a
     local file in the hub's format), Table 4's dev-split learning-rate choice, through to the report."""
@@ -168,6 +175,7 @@ def test_released_weights_preset_end_to_end(tmp_path):
     assert "ImageNet-21k (released)" in (tmp_path / "reports" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_killed_training_job_is_retried_by_snakemake_and_resumes(tmp_path):
     """What a SLURM time limit does to a pre-training job: the process dies (SIGKILL) after saving
     state, Snakemake deletes the job's outputs and retries it (`retries`), and the retry continues

@@ -12,6 +12,7 @@ REF = yaml.safe_load(resources.files("vit").joinpath("reference.yaml").read_text
 VITS = ["ViT-B/32", "ViT-B/16", "ViT-L/32", "ViT-L/16", "ViT-H/14"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", VITS)
 def test_vit_parameter_counts_match_the_derived_exact_counts(name):
     backbone = models.param_count(zoo.resolve(name), exclude_head=True)
@@ -41,6 +42,7 @@ def test_vit_shapes_match_table1():
         assert m.blocks[0].mlp.fc1.out_features == row["mlp"] and m.blocks[0].attn.num_heads == row["heads"]
 
 
+@pytest.mark.slow
 def test_hybrid_backbones_follow_the_paper():
     b16 = models.create({"arch": "paper", "name": "R50x1+ViT-B/16"}, 10, 224)
     stages = b16.patch_embed.backbone.stages
@@ -52,6 +54,7 @@ def test_hybrid_backbones_follow_the_paper():
     assert list(b32.patch_embed.grid_size) == [7, 7] and b32.embed_dim == 768 and len(b32.blocks) == 12
 
 
+@pytest.mark.slow
 def test_baselines_of_table2():
     bit = models.param_count(zoo.resolve("BiT-R152x4"), exclude_head=True) / 1e6
     assert bit == pytest.approx(928, rel=0.001)  # BiT paper sec. 2.2: "928 million"
