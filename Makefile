@@ -29,7 +29,7 @@ run: setup  # the default preset (config.yaml)
 	$(BIN)/snakemake --cores all
 
 smoke: setup
-	$(BIN)/snakemake --cores all --configfile configs/smoke.yaml
+	$(BIN)/snakemake --cores all --configfile configs/smoke.yaml --directory runs/smoke
 
 bench: setup
 	$(BIN)/snakemake --cores all bench

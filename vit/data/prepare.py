@@ -39,6 +39,7 @@ from tqdm import tqdm
 
 from vit import cli
 from vit.data import MANIFEST, DataError, split_files, write_manifest
+from vit.data import sources, synth
 from vit.logs import config_hash, sha256_file
 from vit.plan import IMAGE_SOURCES
 
@@ -71,8 +72,6 @@ class Config:
 
 # ----------------------------------------------------------------------------- sources
 def _synth(cfg: Config) -> tuple[dict, list[str], dict]:
-    from vit.data import synth
-
     kw = {"n_classes": cfg.classes} if cfg.source == "shapes" else {}
     splits, names, info = {}, [], {}
     # Each split has its own seed: the train sets of the three upstream sizes are then prefixes of
@@ -134,8 +133,6 @@ def _take(x: np.ndarray, y: np.ndarray, cfg: Config) -> dict:
 
 def _images(cfg: Config) -> tuple[dict, list[str], dict]:
     """Per split, a sequence of (PIL image or uint8 array, label) from an external dataset."""
-    from vit.data import sources
-
     if not cfg.data_root:
         raise cli.ConfigError(f"--source={cfg.source} needs --data_root (config key data_root)")
     if cfg.source == "vtab1k":
@@ -154,7 +151,7 @@ def _images(cfg: Config) -> tuple[dict, list[str], dict]:
         classes = sorted({c.name for s in splits for c in (root / s).iterdir() if c.is_dir()})
         return {s: sources.open_imagefolder(root / s, classes)[0] for s in splits}, classes, {}
     if cfg.source == "torchvision":
-        from vit.data import tv_sources
+        from vit.data import tv_sources  # here: it imports torchvision, seconds that other sources never need
 
         spec = tv_sources.TV_DATASETS.get(cfg.task)
         if spec is None:

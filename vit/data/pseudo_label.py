@@ -42,9 +42,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
-from vit import cli, data
+from vit import cli, data, models
 from vit.data import MANIFEST, split_files
 from vit.logs import sha256_file
 
@@ -112,10 +113,6 @@ def balance(labels: np.ndarray, confidence: np.ndarray, keep: np.ndarray, num_cl
 # ----------------------------------------------------------------------------- teacher and pool
 def load_teacher(path: str, num_classes: int, labelled: str):
     """The teacher in eval mode (the paper's un-noised teacher) and its checkpoint dict."""
-    import torch
-
-    from vit import models
-
     if not Path(path).is_file():
         raise cli.ConfigError(f"--teacher={path}: no such checkpoint file")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -149,8 +146,6 @@ def pool_images(pool_dir: str) -> tuple[np.ndarray, dict]:
 
 def predict(model, images: np.ndarray, img_size: int, batch_size: int, device) -> np.ndarray:
     """Teacher probabilities (N, K) float32 over uint8 (N,H,W,3) images, at the teacher's resolution."""
-    import torch
-
     out = []
     with torch.no_grad():
         for i in tqdm(range(0, len(images), batch_size), desc="teacher", unit="batch", mininterval=2):
@@ -235,8 +230,6 @@ def _check(cfg: Config) -> None:
 
 
 def noisy_student(cfg: Config) -> dict:
-    import torch
-
     _check(cfg)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)

@@ -33,6 +33,10 @@ import numpy as np
 import torch
 
 from vit import cli
+from vit import data, models
+from vit.data import normalize, to_tensor
+from vit.logs import write_json
+from vit.models import is_convnet
 
 L2_REG = 2.0 ** 10  # big_vision get_fewshot_lsr default (vit/reference.yaml: fewshot)
 STD_EPS = 1e-5      # big_vision adds this to the per-dimension std, so constant features do not blow up
@@ -43,9 +47,6 @@ STD_EPS = 1e-5      # big_vision adds this to the per-dimension std, so constant
 def features(model, images_uint8_nchw, batch_size: int = 500, device="cpu") -> torch.Tensor:
     """(N, D) float32 pre-logits representation of uint8 (N, C, H, W) images; the model is expected on
     `device` already. Runs in eval mode and restores the previous mode, so it is safe mid-training."""
-    from vit.data import normalize
-    from vit.models import is_convnet
-
     was_training = model.training
     model.eval()
     channels_last = is_convnet(model)
@@ -149,8 +150,6 @@ def fewshot_eval(train_feats, train_labels, test_feats, test_labels, shots=(1, 5
 
 def _as_nchw(images, img_size: int) -> torch.Tensor:
     """uint8 (N,H,W,3) numpy (prepared-data layout) or (N,C,H,W) tensor -> uint8 (N,C,img_size,img_size)."""
-    from vit.data import to_tensor
-
     if isinstance(images, torch.Tensor):
         if images.shape[-1] == img_size and images.shape[-2] == img_size:
             return images
@@ -214,8 +213,6 @@ def data_dirs(data) -> list[str]:
 def load_model(checkpoint: str, img_size: int = 0, interp: str = "bicubic"):
     """The checkpoint's model (its own head kept: pre-logits do not depend on it) at `img_size`, with
     the ViT position embeddings resampled in 2D when the grid changes (paper sec. 3.2)."""
-    from vit import models
-
     ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
     img_size = img_size or ckpt["img_size"]
     model = models.create(ckpt["model_args"], ckpt["num_classes"], img_size)
@@ -229,9 +226,6 @@ def load_model(checkpoint: str, img_size: int = 0, interp: str = "bicubic"):
 
 
 def run(cfg: Config) -> dict:
-    from vit import data, models
-    from vit.logs import write_json
-
     dirs = data_dirs(cfg.data)
     if not cfg.checkpoint or not dirs or not cfg.out:
         raise cli.ConfigError("--checkpoint, --data and --out are required")

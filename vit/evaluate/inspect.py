@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from vit import cli
+from vit import data, models
+from vit.logs import atomic_write_bytes, environment, write_json
 
 
 # ----------------------------------------------------------------------------- attention probabilities
@@ -158,8 +160,6 @@ class Config:
 
 def load_vit(path: str):
     """The checkpoint's model in eval mode on CPU; a clear error for a convnet checkpoint."""
-    from vit import models
-
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     model = models.create(ckpt["model_args"], ckpt["num_classes"], ckpt["img_size"])
     if models.is_convnet(model) or not hasattr(model, "blocks"):
@@ -178,9 +178,6 @@ def pick(n_total: int, n: int) -> np.ndarray:
 
 def inspect(cfg: Config) -> dict:
     from tqdm import tqdm
-
-    from vit import data
-    from vit.logs import atomic_write_bytes, environment, write_json
 
     if not (cfg.checkpoint and cfg.data and cfg.out):
         raise cli.ConfigError("--checkpoint, --data and --out are required")
