@@ -25,8 +25,9 @@ test-fast: setup  # the inner loop: everything but the tests marked slow (under 
 lint: setup
 	$(BIN)/snakemake --lint --cores 1
 
-run: setup  # the default preset (config.yaml)
+run: setup  # the default preset (config.yaml), then where its wall time x cores went (reports/timeline.md)
 	$(BIN)/snakemake --cores all
+	$(BIN)/python -m vit.report.timeline --results=results --out=reports/timeline.md
 
 smoke: setup
 	$(BIN)/snakemake --cores all --configfile configs/smoke.yaml --directory runs/smoke

@@ -16,7 +16,8 @@ from vit.train import loop as train
 # SGD: Adam divides by the gradient's running RMS, which turns float noise on parameters whose true
 # gradient is zero (the attention key bias: softmax ignores a shift) into full-size steps.
 ARGS = ["--steps=3", "--batch_size=16", "--lr=0.1", "--optimizer=sgd", "--augment=crop_flip", "--img_size=32", "--threads=1",
-        "--log_every=1", "--ckpt_every=0", "--val_split=val", "--model=vit", f"--model_args={cli.literal(TINY_VIT)}"]
+        "--log_every=1", "--ckpt_every=0", "--val_split=val", "--model=vit", f"--model_args={cli.literal(TINY_VIT)}",
+        "--precision=fp32", "--attention=explicit"]  # the same form for every split compared (vit.train.fastest)
 
 
 def _weights(run_dir):

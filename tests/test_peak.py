@@ -11,6 +11,17 @@ def test_peak_is_measured_per_thread_count(tmp_path):
     assert (tmp_path / "peak.json").exists() and result["env"]["host"]
 
 
+def test_the_bf16_peak_is_measured_where_bf16_is_fast(tmp_path, monkeypatch):
+    from vit.train import fastest
+
+    for speedup, has_bf16 in ((0.01, False), (5.0, True)):
+        monkeypatch.setattr(fastest, "bf16_speedup", lambda dev, s=speedup: s)
+        monkeypatch.setattr(peak, "matmul_peak", lambda dev, dtype, repeats: {"peak_gflops": 2.0 if "bf" in str(dtype) else 1.0})
+        result = peak.measure(peak.Config(out=str(tmp_path / "peak.json"), threads=1, repeats=1))
+        assert ("cpu_bf16_gflops" in result) == has_bf16 and result["cpu_fp32_gflops"] == {"1": 1.0}
+    assert result["cpu_bf16_gflops"] == {"1": 2.0}
+
+
 def test_a_run_gets_the_peak_of_its_own_machine_threads_and_gpus():
     p = {"cpu_fp32_gflops": {"1": 100.0, "2": 180.0}, "gpu": [{"name": "NVIDIA H100", "bf16_gflops": 700e3}],
          "env": {"host": "a", "cpu_count": 2}}
@@ -25,6 +36,9 @@ def test_a_run_gets_the_peak_of_its_own_machine_threads_and_gpus():
          "env": {"device": "cpu", "host": "a", "cpu_count": 2}, "peak_rss_mb": 1}
     row = account.run_row(s, "pretrain", p)
     assert row["mfu"] == 0.03 / 100.0 and row["core_hours"] == 1.0 and row["gpu_hours"] == 0.0
+    p_bf16 = dict(p, cpu_bf16_gflops={"1": 400.0})  # a bf16 run is held against the bf16 peak
+    assert account.run_row(dict(s, precision="bf16 autocast, fp32 weights"), "pretrain", p_bf16)["mfu"] == 0.03 / 400.0
+    assert account.run_row(s, "pretrain", p_bf16)["precision"] == "fp32"
     assert row["fwd_flops_formula"] > 0
     gpu = dict(s, env={"device": "NVIDIA H100"}, processes=8)
     row = account.run_row(gpu, "pretrain", p)

@@ -68,6 +68,22 @@ def test_run_lists():
     assert not plan.load(preset("configs/vtab.yaml")).experiment
 
 
+def test_bench_cases_are_each_models_largest_pretraining_run():
+    p = plan.load(preset())
+    extra = {"wide": {"arch": "vit", "patch_size": 4, "embed_dim": 96, "depth": 2, "num_heads": 3}}
+    cases = p.bench_cases(extra=extra)
+    assert list(cases) == ["vit", "bit", "effnet", "vit_mpp", "effnet_ns", "wide"]
+    assert cases["vit"]["dataset"] == "shapes_l" and cases["vit"]["settings"] == {
+        k: v for k, v in p.pretrain_job("vit", "shapes_l").items() if k != "tags"}
+    # a student is timed on its labelled set with hard labels: its pseudo-labelled set needs a trained teacher
+    assert cases["effnet_ns"]["dataset"] == "shapes_l" and "soft_targets" not in cases["effnet_ns"]["settings"]
+    assert cases["effnet_ns"]["settings"]["augment"] == "randaugment"
+    assert cases["wide"]["settings"] == dict(cases["vit"]["settings"], model="wide", model_args=extra["wide"])
+    default = plan.load(preset("config.yaml"))
+    both = default.bench_cases(others={"smoke": p})
+    assert both["smoke_vit"] == dict(cases["vit"], dataset=default.bench_cases()["vit"]["dataset"])
+
+
 def bad(edit, name: str = "configs/smoke.yaml") -> str:
     """The ConfigError message of `name` after `edit`."""
     config = preset(name)

@@ -88,6 +88,20 @@ def git_commit() -> str:
         return "unknown"
 
 
+def cpu_model() -> str:
+    """The CPU's model name and widest vector units (machines of one kind differ, and a VM's model name
+    may be generic: speeds are compared only between runs on the same CPU)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")),
+                platform.machine())
+    flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
+    units = [u for u in ("avx2", "avx512f", "amx_bf16") if u in flags]
+    return f"{name} ({', '.join(units)})" if units else name
+
+
 def environment() -> dict:
     """What produced a number: package versions, machine, device, code version."""
     import numpy
@@ -104,6 +118,7 @@ def environment() -> dict:
         "platform": platform.platform(),
         "host": platform.node(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cuda": torch.version.cuda,

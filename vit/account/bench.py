@@ -1,82 +1,172 @@
-"""Training throughput and FLOP utilisation of each model at its training shape (`make bench`).
+r"""The training loop's speed beside the loop a user would write (`make bench`).
 
-    python -m vit.account.bench --out=results/bench/bench.json --threads=2 --img_size=32 --batch_size=128 \
-        '--models={"vit": {"arch": "vit", ...}, ...}'
+    python -m vit.account.bench --out=results/bench/bench.json --threads=1 --repeats=3 \
+        '--cases={"vit": {"data": "results/data/shapes_l", "settings": {...vit.train settings...}}, ...}'
 
-The denominator of MFU is this machine's fp32 matmul peak, measured in the same process (best of a
-few large and ViT-shaped matmuls), so the ratio holds on any machine. Throughput is the median of
-several timed forward + backward + AdamW steps after warm-up; FLOPs come from FlopCounterMode.
-Writes bench.json and a Markdown table bench.md beside it.
+For each case, a model at its pre-training shape with its run's settings, two loops train the same model
+on the same images, with the same batch and threads, in one process, alternating and repeated:
+  ours   vit.train as the workflow runs it (`vit.train.loop.train`): its data path and augmentation, schedule,
+         clipping, logging and step bookkeeping, with the layouts it picks (vit.models.to_device); timed over
+         the loop's wall time (loop_time_s: steps and what follows each), evaluation and checkpoints off;
+  plain  ten lines a user would write: the model as timm builds it, `torch.optim.AdamW(model.parameters())`,
+         one batch already in memory as a float tensor, no augmentation, clipping or schedule.
+Both skip their first two steps (allocation, kernel selection). The denominator of MFU is this machine's
+fp32 matmul peak at the same thread count, measured in the same run (vit.account.peak). Writes bench.json
+and a Markdown table bench.md beside it.
 """
 from __future__ import annotations
 
+import statistics
+import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
-from vit import cli, models
-from vit.models import flops
-from vit.account.peak import matmul_peak, median_time
+from vit import cli, data, models
+from vit.account.peak import matmul_peak
 from vit.logs import atomic_write_bytes, environment, write_json
+from vit.models import flops
+from vit.train import loop
+
+WARMUP = 2  # steps both loops leave untimed, as vit.train's Progress does
 
 
 @dataclass
 class Config:
     out: str = ""
-    models: dict = field(default_factory=dict)  # name -> model spec (as in config.yaml)
-    img_size: int = 32
-    batch_size: int = 128
-    num_classes: int = 64
-    warmup: int = 3
-    repeats: int = 10
-    threads: int = 0
+    cases: dict = field(default_factory=dict)  # name -> {"data": prepared dataset, "settings": vit.train settings}
+    seconds: float = 3.0  # each measurement times about this long: a case's steps come from a first short
+                          # plain measurement (at least 3, at most 100 steps, after WARMUP untimed ones)
+    repeats: int = 3      # measurements per loop and case, alternating ours and plain
+    threads: int = 1      # torch threads of both loops (the workflow's training jobs run with 1)
 
 
-def bench_model(name: str, spec: dict, cfg: Config, device) -> dict:
-    spec = {k: v for k, v in spec.items() if k not in ("label", "paper_row")}
-    model = models.to_device(models.create(spec, cfg.num_classes, cfg.img_size), device)
-    count = flops.count(model, cfg.img_size, device)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(cfg.batch_size, 3, cfg.img_size, cfg.img_size, device=device)
-    y = torch.randint(0, cfg.num_classes, (cfg.batch_size,), device=device)
+def ours(case: dict, steps: int, threads: int) -> dict:
+    """vit.train's loop on the case's data and settings for WARMUP + `steps` steps: (img/s, FLOPs per image)."""
+    with tempfile.TemporaryDirectory(prefix="bench-") as out:
+        settings = {**case["settings"], "data": case["data"], "out": out, "steps": WARMUP + steps, "epochs": 0.0,
+                    "val_split": "", "test_split": "", "fewshot": [], "eval_every": 0, "ckpt_every": 0,
+                    "save_checkpoint": False, "threads": threads, "time_limit_s": 0.0}
+        summary = loop.train(cli.parse(loop.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}"
+                                                  for k, v in settings.items()]))
+    return {"img_per_s": summary["timed_images"] / summary["loop_time_s"],
+            "train_flops_per_img": summary["train_flops_per_img"],
+            "form": f"{summary['precision'].split()[0]}/{summary['attention'] or 'conv'}"}
 
-    def step():
+
+def plain(case: dict, batch: tuple[torch.Tensor, torch.Tensor], num_classes: int, steps: int) -> dict:
+    """The loop a user would write around the same timm model: (img/s, FLOPs per image)."""
+    s = case["settings"]
+    model = models.create(s["model_args"], num_classes, s["img_size"])  # timm's constructor, timm's defaults
+    opt = torch.optim.AdamW(model.parameters(), lr=s.get("lr", 1e-3))
+    x, y = batch
+    for i in range(WARMUP + steps):
+        if i == WARMUP:
+            t0 = time.perf_counter()
         loss = F.cross_entropy(model(x), y)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
+    seconds = time.perf_counter() - t0
+    return {"img_per_s": steps * len(x) / seconds, "convnet": models.is_convnet(model),
+            "train_flops_per_img": flops.count(model, s["img_size"], torch.device("cpu"))["train_flops_per_img"]}
 
-    t = median_time(step, cfg.warmup, cfg.repeats)
-    return {"model": name, "img_size": cfg.img_size, "batch_size": cfg.batch_size,
-            "params": models.num_params(model), "train_flops_per_img": count["train_flops_per_img"],
-            "step_s": t, "img_per_s": cfg.batch_size / t,
-            "gflops_per_s": count["train_flops_per_img"] * cfg.batch_size / t / 1e9}
+
+def first_batch(case: dict) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
+    """The plain loop's batch, the first `batch_size` training images at the case's resolution as floats
+    in [-1, 1], and the dataset's class count."""
+    s = case["settings"]
+    xs, ys, manifest = data.load_split(case["data"], "train")
+    n = s.get("batch_size", 128)
+    x = data.normalize(data.to_tensor(xs[:n], s.get("img_size", 32)))
+    return (x, torch.from_numpy(ys[:n])), manifest["num_classes"]
 
 
 def bench(cfg: Config) -> dict:
-    if not cfg.out or not cfg.models:
-        raise cli.ConfigError("--out and --models are required")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    peak = matmul_peak(device)
-    rows = [bench_model(name, spec, cfg, device) for name, spec in cfg.models.items()]
-    for r in rows:
-        r["mfu"] = r["gflops_per_s"] / peak["peak_gflops"]
-    result = {"peak": peak, "models": rows, "env": environment()}
+    if not cfg.out or not cfg.cases:
+        raise cli.ConfigError("--out and --cases are required")
+    if torch.cuda.is_available():
+        raise cli.ConfigError("vit.account.bench times the loops on the CPU, and vit.train would take the GPU: "
+                              "hide it with CUDA_VISIBLE_DEVICES=")
+    skipped = {n: c for n, c in cfg.cases.items() if c["settings"].get("objective", "classify") != "classify"}
+    cases = {n: c for n, c in cfg.cases.items() if n not in skipped}
+    torch.set_num_threads(cfg.threads)
+    peak = matmul_peak("cpu")
+    batches = {name: first_batch(case) for name, case in cases.items()}
+    steps = {}
+    for name, case in cases.items():  # how many steps take about cfg.seconds
+        ips = plain(case, *batches[name], 3)["img_per_s"]
+        steps[name] = min(100, max(3, round(cfg.seconds * ips / len(batches[name][0][0]))))
+    times = {(name, loop_name): [] for name in cases for loop_name in ("ours", "plain")}
+    info, convnet, forms = {}, {}, {}
+    with tqdm(total=cfg.repeats * len(cases) * 2, desc="bench", unit="loop") as bar:
+        for r in range(cfg.repeats):
+            for name, case in cases.items():
+                # alternate which loop goes first, so that a drift in the machine's speed favours neither
+                order = ("ours", "plain") if r % 2 == 0 else ("plain", "ours")
+                for which in order:
+                    res = (ours(case, steps[name], cfg.threads) if which == "ours"
+                           else plain(case, *batches[name], steps[name]))
+                    times[name, which].append(res["img_per_s"])
+                    info[name] = res["train_flops_per_img"]
+                    convnet[name] = res.get("convnet", convnet.get(name))
+                    forms.setdefault(name, set()).update([res["form"]] if "form" in res else [])
+                    bar.update()
+    peak_end = matmul_peak("cpu")  # the machine may have slowed or sped up over the run: take the better
+    peak_gflops = max(peak["peak_gflops"], peak_end["peak_gflops"])
+    # bf16 steps are measured against the bf16 peak, on CPUs where vit.train chose them
+    bf16_gflops = (matmul_peak("cpu", torch.bfloat16)["peak_gflops"]
+                   if any(f.startswith("bf16") for fs in forms.values() for f in fs) else None)
+    rows = []
+    for name, case in cases.items():
+        s = case["settings"]
+        mine, theirs = times[name, "ours"], times[name, "plain"]
+        ratios = [a / b for a, b in zip(mine, theirs)]
+        row = {"case": name, "model": s.get("model", name), "model_args": s["model_args"],
+               "img_size": s.get("img_size", 32), "batch_size": s.get("batch_size", 128), "steps": steps[name],
+               "convnet": convnet[name],
+               "train_flops_per_img": info[name], "ours_img_per_s": statistics.median(mine),
+               "plain_img_per_s": statistics.median(theirs), "ours_runs": mine, "plain_runs": theirs,
+               "ratio": statistics.median(ratios), "ratio_runs": ratios}
+        row["form"] = "+".join(sorted(forms[name]))  # vit.train's step form (precision/attention), per measurement
+        for which in ("ours", "plain"):
+            row[f"{which}_gflops_per_s"] = row[f"{which}_img_per_s"] * info[name] / 1e9
+            bf16 = which == "ours" and row["form"].startswith("bf16")
+            row[f"{which}_mfu"] = row[f"{which}_gflops_per_s"] / (bf16_gflops if bf16 else peak_gflops)
+        rows.append(row)
+    result = {"threads": cfg.threads, "seconds": cfg.seconds, "repeats": cfg.repeats, "peak_gflops": peak_gflops,
+              "bf16_peak_gflops": bf16_gflops, "peak": [peak, peak_end],
+              "cases": rows, "not_compared": {n: f"objective={c['settings']['objective']}: a plain timm loop "
+                                                 f"trains a classifier, not this" for n, c in skipped.items()},
+              "env": environment()}
     write_json(cfg.out, result)
-    lines = [f"fp32 matmul peak: {peak['peak_gflops']:.0f} GFLOP/s ({result['env']['device']}, "
-             f"{torch.get_num_threads()} threads)", "",
-             "| model | img | batch | params | train MFLOP/img | img/s | GFLOP/s | MFU |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['img_size']} | {r['batch_size']} | {r['params'] / 1e6:.2f}M | "
-              f"{r['train_flops_per_img'] / 1e6:.0f} | {r['img_per_s']:.0f} | {r['gflops_per_s']:.0f} | "
-              f"{100 * r['mfu']:.0f} % |" for r in rows]
-    text = "\n".join(lines) + "\n"
+    text = markdown(result)
     atomic_write_bytes(Path(cfg.out).with_suffix(".md"), text.encode())
     print(text)
     return result
+
+
+def markdown(result: dict) -> str:
+    lines = [f"vit.train's loop against a plain timm loop, same model, batch and images, {result['threads']} thread(s); "
+             f"median of {result['repeats']} alternating measurements of ~{result['seconds']:.0f} s each. fp32 matmul "
+             f"peak measured in the same run: {result['peak_gflops']:.0f} GFLOP/s ({result['env']['device']}, "
+             f"{result['env']['cpu_model']})" + (f"; bf16: {result['bf16_peak_gflops']:.0f} GFLOP/s, the denominator "
+                                                  f"of the bf16 steps' MFU" if result['bf16_peak_gflops'] else "")
+             + ". The plain loop runs in fp32 with timm's attention (SDPA).", "",
+             "| case | img | batch | train MFLOP/img | vit.train form | vit.train img/s | plain img/s | vit.train / plain | "
+             "vit.train MFU | plain MFU |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["cases"]:
+        lines.append(f"| {r['case']} | {r['img_size']} | {r['batch_size']} | {r['train_flops_per_img'] / 1e6:.0f} | "
+                     f"{r['form']} | {r['ours_img_per_s']:.0f} | {r['plain_img_per_s']:.0f} | **{r['ratio']:.2f}x** "
+                     f"({min(r['ratio_runs']):.2f}-{max(r['ratio_runs']):.2f}) | {100 * r['ours_mfu']:.0f} % | "
+                     f"{100 * r['plain_mfu']:.0f} % |")
+    if result["not_compared"]:
+        lines.append("\nNot compared: " + "; ".join(f"{n} ({why})" for n, why in result["not_compared"].items()) + ".")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

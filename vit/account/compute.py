@@ -39,7 +39,8 @@ def run_row(s: dict, stage: str, peak: dict | None = None) -> dict:
     flops_total = s["train_flops_per_img"] * s["images_seen"]
     # achieved rate over the timed steps; timed_images excludes the untimed first steps
     achieved = s["train_flops_per_img"] * (s["img_per_s"] or 0) / 1e9
-    peak_gflops = run_peak_gflops(peak, s["env"], threads, processes) if peak else None
+    precision = "bf16" if s.get("precision", "fp32").startswith("bf16") else "fp32"
+    peak_gflops = run_peak_gflops(peak, s["env"], threads, processes, precision) if peak else None
     formula = flops.spec_forward_flops(c.get("model_args") or {}, c["img_size"], s["num_classes"])
     return {
         "stage": stage, "model": s["model"], "upstream": s["upstream"], "task": s.get("task", s["upstream"]),
@@ -50,7 +51,7 @@ def run_row(s: dict, stage: str, peak: dict | None = None) -> dict:
         "train_flops": flops_total, "train_time_s": s["train_time_s"], "img_per_s": s["img_per_s"],
         "achieved_gflops": achieved, "peak_gflops": peak_gflops,
         "mfu": achieved / peak_gflops if peak_gflops else None,
-        "threads": threads, "processes": processes,
+        "threads": threads, "processes": processes, "precision": precision,
         "core_hours": 0.0 if gpu else s["train_time_s"] * threads / 3600,
         "gpu_hours": s["train_time_s"] * processes / 3600 if gpu else 0.0,
         "device": s["env"]["device"], "peak_rss_mb": s["peak_rss_mb"], "peak_gpu_mem_mb": s.get("peak_gpu_mem_mb"),

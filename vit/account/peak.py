@@ -3,10 +3,10 @@
     python -m vit.account.peak --out=results/compute/peak.json --threads=2
 
 Vendors' peaks are not what a machine delivers (turbo, memory, thermal limits), so MFU is taken against
-the best rate measured here, in the precision the training runs use: fp32 on CPU (no bf16 units on
-these CPUs, docs/cpu_performance.md) at every thread count from 1 to --threads, because a job's MFU must be taken
-against the peak of the threads it had; bf16 (autocast's matmul precision in vit.train) and fp32 on
-each visible GPU. The workflow runs this once per results folder, alone (it asks for all cores).
+the best rate measured here, in the precision the training runs use: fp32 on CPU, and bf16 where the CPU
+has fast bf16 units (vit.train.fastest trains in bf16 there), at every thread count from 1 to --threads,
+because a job's MFU must be taken against the peak of the threads it had; bf16 (autocast's matmul
+precision in vit.train) and fp32 on each visible GPU. The workflow runs this once per results folder, alone (it asks for all cores).
 """
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ import torch
 
 from vit import cli
 from vit.logs import environment, write_json
+from vit.train import fastest
 
 # a square matmul and two ViT-shaped ones (tokens*batch x D x 4D); the best of them is the peak
 SHAPES = [(2048, 2048, 2048), (8320, 128, 512), (8320, 512, 128)]
@@ -63,10 +64,17 @@ def measure(cfg: Config) -> dict:
         raise cli.ConfigError("--out is required (e.g. results/compute/peak.json)")
     threads = cfg.threads or os.cpu_count() or 1
     result = {"cpu_fp32_gflops": {}, "gpu": [], "env": environment()}
+    # bf16 too where the CPU multiplies it fast (AMX): vit.train then trains in bf16 autocast (vit.train.fastest)
+    fast_bf16 = fastest.bf16_speedup(torch.device("cpu")) >= fastest.FAST_BF16
+    if fast_bf16:
+        result["cpu_bf16_gflops"] = {}
     for t in range(1, threads + 1):
         torch.set_num_threads(t)
         result["cpu_fp32_gflops"][str(t)] = matmul_peak("cpu", torch.float32, cfg.repeats)["peak_gflops"]
         print(f"cpu fp32, {t} thread(s): {result['cpu_fp32_gflops'][str(t)]:.0f} GFLOP/s", flush=True)
+        if fast_bf16:
+            result["cpu_bf16_gflops"][str(t)] = matmul_peak("cpu", torch.bfloat16, cfg.repeats)["peak_gflops"]
+            print(f"cpu bf16, {t} thread(s): {result['cpu_bf16_gflops'][str(t)]:.0f} GFLOP/s", flush=True)
     for i in range(torch.cuda.device_count()):
         # tf32 off: the fp32 number is true fp32; bf16 is what vit.train's autocast multiplies in
         torch.backends.cuda.matmul.allow_tf32 = False
@@ -80,17 +88,17 @@ def measure(cfg: Config) -> dict:
     return result
 
 
-def run_peak_gflops(peak: dict, env: dict, threads: int, processes: int = 1) -> float | None:
+def run_peak_gflops(peak: dict, env: dict, threads: int, processes: int = 1, precision: str = "fp32") -> float | None:
     """The measured peak a run had, from its summary's `env`: bf16 x processes on GPUs of the same name;
-    on CPU fp32 at its thread count, if it ran on the machine the peak was measured on. None when the
-    peak was measured on other hardware: then there is no honest MFU for the run."""
+    on CPU the run's precision at its thread count, if it ran on the machine the peak was measured on.
+    None when the peak was measured on other hardware: then there is no honest MFU for the run."""
     if env.get("device", "cpu") != "cpu":
         gpus = [g for g in peak.get("gpu", []) if g["name"] == env["device"]]
         return gpus[0]["bf16_gflops"] * processes if gpus else None
     here, there = peak.get("env", {}), env
     if (here.get("host"), here.get("cpu_count")) != (there.get("host", here.get("host")), there.get("cpu_count")):
         return None
-    return peak.get("cpu_fp32_gflops", {}).get(str(threads))
+    return peak.get(f"cpu_{precision}_gflops", {}).get(str(threads))
 
 if __name__ == "__main__":
     cli.main_guard(measure, Config)

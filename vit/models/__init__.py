@@ -76,9 +76,10 @@ def _create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
 
 
 def to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """Move a model and pick the fastest layouts there: on CPU the plain matmul-softmax-matmul attention
-    beats SDPA for these short sequences (docs/cpu_performance.md: 8-20 %), on CUDA the fused kernel wins;
-    convnets run channels_last (+5-10 % on CPU, and the tensor-core layout on GPU)."""
+    """Move a model and pick layouts there: on CPU the plain matmul-softmax-matmul attention, which beat SDPA
+    for these short sequences on the AMD VMs (docs/cpu_performance.md: 8-20 %), on CUDA the fused kernel;
+    convnets run channels_last (+5-10 % on CPU, and the tensor-core layout on GPU). A training run then
+    times the attention forms and keeps the faster (vit.train.fastest)."""
     model.to(device)
     for m in model.modules():
         if hasattr(m, "fused_attn"):

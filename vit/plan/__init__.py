@@ -10,9 +10,9 @@ from __future__ import annotations
 import copy
 
 from vit.plan import checks
-from vit.plan.runs import DATA_ROOT_SOURCES, IMAGE_SOURCES, LABEL_KEYS, POSEMB_INTERP, RULES, Plan
+from vit.plan.runs import BENCH_VITS, DATA_ROOT_SOURCES, IMAGE_SOURCES, LABEL_KEYS, POSEMB_INTERP, RULES, Plan
 
-__all__ = ["load", "Plan", "LABEL_KEYS", "POSEMB_INTERP", "IMAGE_SOURCES", "DATA_ROOT_SOURCES", "RULES"]
+__all__ = ["load", "Plan", "BENCH_VITS", "LABEL_KEYS", "POSEMB_INTERP", "IMAGE_SOURCES", "DATA_ROOT_SOURCES", "RULES"]
 IMPLIED_SOURCES = ("released", "noisy_student")  # the sources of the dataset entries `load` adds
 
 

@@ -18,6 +18,11 @@ RULES = {"pretrain": "pretrain", "finetune": "finetune", "ablation": "finetune_p
          "hyperrule": "finetune_hyperrule", "vtab_sweep": "vtab_sweep", "vtab_final": "vtab_final"}
 
 
+# `make bench`'s ViTs beside the configs' own: an 8x8 patch grid at 32 px (patch 4) at three widths
+BENCH_VITS = {f"vit4_d{d}": {"arch": "vit", "patch_size": 4, "embed_dim": d, "depth": 6, "num_heads": d // 32}
+              for d in (64, 128, 192)}
+
+
 @dataclass(frozen=True)
 class Plan:
     """A config resolved by `load`: `config` is the config with its defaults filled and the datasets it
@@ -98,6 +103,11 @@ class Plan:
                         "labelled": labelled, "pool": ns["pool"]})
             teacher = (ns["student"], name)
         return out
+
+    def on_chain(self, model: str, upstream: str) -> bool:
+        """Whether a checkpoint is on the Noisy Student chain (teacher -> pseudo-labels -> student -> ...), the
+        DAG's longest sequence of jobs, which the workflow starts first so that it does not end the run alone."""
+        return any((model, upstream) in (it["teacher"], (it["student"], it["dataset"])) for it in self.noisy_student)
 
     @property
     def pseudo_sets(self) -> dict[str, dict]:
@@ -259,8 +269,24 @@ class Plan:
         ns = self.config.get("noisy_student", {})
         return {k: v for k, v in ns.items() if k in ("threshold", "per_class", "labels")}
 
-    def bench_settings(self) -> dict:
-        """vit.account.bench's settings: each model of the config at its pre-training shape."""
-        train = self.config.get("pretrain", {}).get("train", {})
-        shape = {"img_size": train.get("img_size", 32), "batch_size": train.get("batch_size", 128)}
-        return dict(models={m: self.model_spec(m) for m in self.config["models"]}, **shape)
+    def bench_cases(self, extra: dict | None = None, others: dict | None = None) -> dict:
+        """vit.account.bench's cases: each pre-trained model at its pre-training shape with its largest run's
+        settings, on that run's prepared upstream set (a Noisy Student on its labelled set, hard labels:
+        the pseudo-labelled set exists only once its teacher is trained); `extra` adds models by spec
+        (name -> spec), trained with the first model's settings; `others` (name -> Plan) adds another
+        preset's cases as `<name>_<model>`, on this plan's first upstream set. Each case names its
+        dataset; the workflow adds the path."""
+        cases = {}
+        for model, upstream in self.pretrain_runs:  # later runs of a model are on larger sets: the last wins
+            data = self.pseudo_sets[upstream]["labelled"] if upstream in self.pseudo_sets else upstream
+            settings = {k: v for k, v in self.pretrain_job(model, upstream).items() if k not in ("tags", "soft_targets")}
+            cases[model] = {"dataset": data, "settings": settings}
+        if not cases:
+            return {}
+        first = next(iter(cases.values()))
+        for name, spec in (extra or {}).items():
+            cases[name] = {"dataset": first["dataset"], "settings": dict(first["settings"], model=name, model_args=spec)}
+        for preset, other in (others or {}).items():
+            cases.update({f"{preset}_{name}": dict(case, dataset=first["dataset"])
+                          for name, case in other.bench_cases().items()})
+        return cases

@@ -86,6 +86,16 @@ def provenance(r: Results) -> list[str]:
             "- machine of the training runs: " + ", ".join(f"{k} `{env.get(k)}`" for k in machine)
             + (f"; measured matmul peak {max(peak['cpu_fp32_gflops'].values()):.0f} GFLOP/s fp32"
                if peak.get("cpu_fp32_gflops") else ""),
+            "- precision of the training steps (vit.train.fastest times the forms per shape and keeps the "
+            "fastest): " + _precisions(r.compute),
             "- every number above comes from `results/` of this run (`results/summary.parquet`, "
             "`results/compute/compute.parquet`, `results/compute/jobs.parquet`, `results/inspect/`); paper "
             "numbers come from `vit/reference.yaml` and are labelled as the paper's.", ""]
+
+
+def _precisions(compute) -> str:
+    """How many runs of each model trained in each precision, e.g. `vit` bf16 (114 runs)."""
+    if "precision" not in compute:
+        return "not recorded"
+    counts = compute.groupby(["model", "precision"]).size()
+    return ", ".join(f"`{m}` {p} ({n} runs)" for (m, p), n in counts.items())

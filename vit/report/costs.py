@@ -45,13 +45,14 @@ def flop_check(compute: pd.DataFrame) -> str:
 
 
 def peak_text(peak: dict) -> str:
-    cpu = ", ".join(f"{v:.0f} GFLOP/s with {k} thread{'s' if k != '1' else ''}"
-                    for k, v in peak.get("cpu_fp32_gflops", {}).items())
+    cpu = "; ".join(f"{precision} " + ", ".join(f"{v:.0f} GFLOP/s with {k} thread{'s' if k != '1' else ''}"
+                                                for k, v in peak.get(f"cpu_{precision}_gflops", {}).items())
+                    for precision in ("fp32", "bf16") if peak.get(f"cpu_{precision}_gflops"))
     gpus = "; ".join(f"{g['name']}: bf16 {g['bf16_gflops'] / 1e3:.0f} TFLOP/s" for g in peak.get("gpu", []))
     return (f"MFU is the achieved FLOP rate of the timed training steps over this machine's matmul peak, measured "
             f"by the `peak` rule (`results/compute/peak.json`, host `{peak.get('env', {}).get('host', '?')}`): "
-            f"fp32 {cpu}" + (f"; {gpus}" if gpus else "") + ". A run is compared with the peak of its own "
-            "thread count (or GPUs).")
+            f"{cpu}" + (f"; {gpus}" if gpus else "") + ". A run is compared with the peak of its own "
+            "precision and thread count (or GPUs).")
 
 
 def _device(compute: pd.DataFrame, peak: dict) -> tuple[str, str] | None:

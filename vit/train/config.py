@@ -52,6 +52,9 @@ class Config:
     save_checkpoint: bool = True    # write the final weights (pre-training: yes; grid fine-tunes: optional)
     eval_batch_size: int = 500
     threads: int = 0                # torch CPU threads (0 = leave torch's default); Snakemake passes {threads}
+    precision: str = "auto"         # auto | fp32 | bf16 (autocast, fp32 weights); auto: bf16 on CUDA, and on CPUs
+                                    # where timing a step says so (vit.train.fastest)
+    attention: str = "auto"         # auto | explicit | sdpa: the attention form; auto: sdpa on CUDA, timed on CPUs
     memory_gb: float = 8.0          # a split larger than this (resized, uint8) is streamed from disk per batch
     fewshot: list = field(default_factory=list)  # prepared datasets for a 5-shot linear probe at each eval (sec. 4.1)
     fewshot_test: int = 500         # test images per few-shot dataset (a subset keeps the probe cheap)
@@ -61,9 +64,10 @@ class Config:
 # Settings that change how a run executes, not what it computes: kept out of the run's identity, so a
 # resumed or re-launched run with other threads or logging still finds its state and finished results.
 # accum_steps too: accumulation gives the full batch's update (tests/test_distributed.py), so a run resumed
-# on other hardware with another split is the same run.
+# on other hardware with another split is the same run; and the step's form (precision, attention), which
+# differs in rounding only and is the fastest one for the hardware (vit.train.fastest).
 RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every", "memory_gb", "time_limit_s", "time_margin_s",
-                "accum_steps", "device_memory_gb")
+                "accum_steps", "device_memory_gb", "precision", "attention")
 
 
 def run_hash(cfg: Config) -> str:

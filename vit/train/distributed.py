@@ -42,7 +42,8 @@ def device(dist: Dist) -> torch.device:
 
 
 def autocast(dev: torch.device):
-    # bf16 on CUDA only: this CPU has no bf16 units (docs/cpu_performance.md: 0.3 GFLOP/s)
+    # the memory probe's precision (vit.train.nets.accum_for_budget, for GPUs): bf16 on CUDA, as the step
+    # there (vit.train.fastest); on a CPU the probe measures fp32, the larger of the two
     return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast(
         "cpu", enabled=False)
 
@@ -62,6 +63,15 @@ def rank0_decides(dist: Dist, flag: bool) -> bool:
     t = torch.tensor([float(flag)], device="cuda" if torch.cuda.is_available() else "cpu")
     torch.distributed.broadcast(t, 0)
     return bool(t.item())
+
+
+def rank0_value(dist: Dist, value):
+    """Rank 0's `value` (any picklable object) on every rank."""
+    if dist.world == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def barrier(dist: Dist) -> None:

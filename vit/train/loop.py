@@ -32,7 +32,7 @@ from vit import cli, data, models
 from vit.errors import ConfigError
 from vit.logs import MetricWriter, environment, save_torch, write_json
 from vit.models import flops
-from vit.train import batches, distributed, nets, optim, scoring, state
+from vit.train import batches, distributed, fastest, nets, optim, scoring, state
 from vit.train.config import RUNTIME_KEYS, Config, run_hash
 from vit.train.deadline import EXIT_RESUME, Deadline, TimeLimit, parse_slurm_time, slurm_time_left, too_close
 from vit.train.distributed import Dist
@@ -46,10 +46,11 @@ __all__ = ("Config", "RUNTIME_KEYS", "run_hash", "TimeLimit", "EXIT_RESUME", "pa
 @dataclass
 class Process:
     """What one Python process carries across the runs it trains (vit.train.finetune trains a grid in
-    one): its wall-clock budget and the hashes of the checkpoints read so far. The stage's entry point
+    one): its wall-clock budget, the hashes of the checkpoints read so far and the step forms chosen. The stage's entry point
     makes one first thing, since the budget counts from the process's start."""
     deadline: Deadline = field(default_factory=Deadline)
     file_hashes: dict = field(default_factory=dict)
+    forms: fastest.Chooser = field(default_factory=fastest.Chooser)  # the fastest step form per shape
 
 
 @dataclass
@@ -92,16 +93,22 @@ class Job:
     log: MetricWriter | None  # metrics.jsonl, rank 0 only
     probe_sets: dict          # few-shot datasets, rank 0 only
     steps: int
+    form: fastest.Form = fastest.Form("fp32", "")  # precision and attention form of the steps
+    form_times: dict = field(default_factory=dict)  # each candidate form's timed step (vit.train.fastest)
+    setup_time: float = 0.0   # this process's seconds before the first step: data, model, FLOPs, resume, form
 
 
 def train(cfg: Config, process: Process | None = None) -> dict:
     """Train one run (see the module doc); rank 0 returns its summary, the other ranks {}. `process` is
     the caller's process-wide budget and hash cache; without one the time limit counts from this call."""
     process = process or Process()
+    t0 = time.perf_counter()
     run = _start(cfg)
     trainset = _data(run.cfg)
     model, init_info, cost = _model(run, trainset.manifest, process.file_hashes)
     job = _resume(run, model, trainset)
+    _choose_form(job, trainset, process.forms)
+    job.setup_time = time.perf_counter() - t0
     _loop(job, trainset, process.deadline.at(job.run.cfg.time_limit_s))
     if not run.dist.main:  # the other processes are done once the weights are; rank 0 evaluates and writes
         distributed.barrier(run.dist)
@@ -153,6 +160,28 @@ def _resume(run: Run, model: torch.nn.Module, trainset: TrainSet) -> Job:
     return Job(run, roles, opt, progress, log, probe_sets, trainset.steps)
 
 
+def _choose_form(job: Job, trainset: TrainSet, chooser: fastest.Chooser) -> None:
+    """The step's precision and attention form: the resumed run's, or the fastest here (rank 0's on every rank)."""
+    run, cfg = job.run, job.run.cfg
+    if job.progress.form is not None:
+        job.form = fastest.Form(**job.progress.form)
+    else:
+        form, times = fastest.Form("fp32", ""), {}
+        if run.dist.main:
+            form, times = chooser.choose(
+                job.nets.optimised, lambda m, x, y: _loss(cfg, m, x, y), (run.micro, 3, cfg.img_size, cfg.img_size),
+                trainset.manifest["num_classes"], run.device, cfg.precision, cfg.attention,
+                key={"model": cfg.model_args, "objective": cfg.objective, "threads": torch.get_num_threads()})
+        job.form = distributed.rank0_value(run.dist, form)
+        job.form_times = times
+        job.progress.form = dataclasses.asdict(job.form)
+    for module in {id(m): m for m in (job.nets.optimised, job.nets.scored)}.values():
+        fastest.apply(module, job.form)
+    if run.dist.main and job.form_times:
+        print(f"step form: {job.form} (timed: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in job.form_times.items())
+              + ")", flush=True)
+
+
 def _loop(job: Job, trainset: TrainSet, deadline: float | None) -> None:
     run, progress, cfg = job.run, job.progress, job.run.cfg
     feed = batches.Feed(trainset.x, trainset.y, cfg, trainset.manifest["num_classes"],
@@ -169,11 +198,14 @@ def _loop(job: Job, trainset: TrainSet, deadline: float | None) -> None:
             bar.close()
             feed.close()
             _stop(job, step, deadline)
+        t_iter = time.perf_counter()
         lr = optim.lr_at(step, job.steps, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.decay_at)
         loss, seconds = _step(job, feed, step, lr, convnet)
         progress.count(step, seconds, cfg.batch_size)
         if run.dist.main:
             _after_step(job, step + 1, lr, loss, bar)
+        if progress.timed(step):
+            progress.loop_time += time.perf_counter() - t_iter
     bar.close()
     feed.close()
 
@@ -205,7 +237,7 @@ def _step(job: Job, feed: batches.Feed, step: int, lr: float, convnet: bool) -> 
             xb = xb.contiguous(memory_format=torch.channels_last)
         last = a == len(micro_batches) - 1
         with contextlib.nullcontext() if last or run.dist.world == 1 else job.nets.forward.no_sync():  # all-reduce once
-            with distributed.autocast(run.device):
+            with fastest.autocast(run.device, job.form):
                 part = _loss(cfg, job.nets.forward, xb, yb) / cfg.accum_steps
             part.backward()
         loss += part.item()  # synchronises on CUDA
@@ -242,14 +274,17 @@ def _after_step(job: Job, done: int, lr: float, loss: float, bar) -> None:
 
 
 def _validate(job: Job, done: int) -> None:
-    run, scored = job.run, job.nets.scored
-    result = scoring.split(scored, run.cfg, run.cfg.val_split, run.device)
+    run, scored, t0 = job.run, job.nets.scored, time.perf_counter()
+    with fastest.autocast(run.device, job.form):  # scored in the precision it trains in
+        result = scoring.split(scored, run.cfg, run.cfg.val_split, run.device)
+        probes = scoring.probes(scored, job.probe_sets, run.cfg, run.device) if job.probe_sets else None
     job.log.write(step=done, split=run.cfg.val_split, **result)
-    if job.probe_sets:
-        job.log.write(step=done, split="fewshot", **scoring.probes(scored, job.probe_sets, run.cfg, run.device))
+    if probes is not None:
+        job.log.write(step=done, split="fewshot", **probes)
     job.progress.history.append({"step": done, "split": run.cfg.val_split, "loss": result["loss"],
                                  "top1": result["top1"]})
     job.nets.optimised.train()
+    job.progress.eval_time += time.perf_counter() - t0
 
 
 def _save(job: Job, done: int) -> None:
@@ -260,8 +295,9 @@ def _save(job: Job, done: int) -> None:
 
 def _records(job: Job, trainset: TrainSet, init_info: dict, cost: dict) -> dict:
     """Rank 0's final evaluation, summary.json and checkpoint.pt; the resumable state is then removed."""
-    run, cfg = job.run, job.run.cfg
-    summary = _summary(job, trainset, init_info, cost, _final_scores(job))
+    run, cfg, t0 = job.run, job.run.cfg, time.perf_counter()
+    scores = _final_scores(job)
+    summary = _summary(job, trainset, init_info, cost, scores, final_eval_time=time.perf_counter() - t0)
     if cfg.save_checkpoint:
         save_torch(run.out / "checkpoint.pt", models.checkpoint(job.nets.scored, cfg.model_args,
                                                                 trainset.manifest["num_classes"], cfg.img_size,
@@ -274,17 +310,18 @@ def _records(job: Job, trainset: TrainSet, init_info: dict, cost: dict) -> dict:
 
 def _final_scores(job: Job) -> dict:
     run, scored, results = job.run, job.nets.scored, {}
-    for split in dict.fromkeys(s for s in (run.cfg.val_split, run.cfg.test_split) if s):
-        results[split] = scoring.split(scored, run.cfg, split, run.device)
-        job.log.write(step=job.steps, split=split, **results[split])
-    if job.probe_sets:
-        results["fewshot"] = scoring.probes(scored, job.probe_sets, run.cfg, run.device)
-        job.log.write(step=job.steps, split="fewshot", **results["fewshot"])
+    with fastest.autocast(run.device, job.form):  # scored in the precision it trained in
+        for split in dict.fromkeys(s for s in (run.cfg.val_split, run.cfg.test_split) if s):
+            results[split] = scoring.split(scored, run.cfg, split, run.device)
+            job.log.write(step=job.steps, split=split, **results[split])
+        if job.probe_sets:
+            results["fewshot"] = scoring.probes(scored, job.probe_sets, run.cfg, run.device)
+            job.log.write(step=job.steps, split="fewshot", **results["fewshot"])
     job.log.close()
     return results
 
 
-def _summary(job: Job, trainset: TrainSet, init_info: dict, cost: dict, results: dict) -> dict:
+def _summary(job: Job, trainset: TrainSet, init_info: dict, cost: dict, results: dict, final_eval_time: float) -> dict:
     run, cfg, p, model = job.run, job.run.cfg, job.progress, job.nets.classifier
     manifest, cuda = trainset.manifest, run.device.type == "cuda"
     return {
@@ -293,6 +330,10 @@ def _summary(job: Job, trainset: TrainSet, init_info: dict, cost: dict, results:
         "steps": job.steps, "images_seen": job.steps * cfg.batch_size, "train_examples": len(trainset.x),
         "train_time_s": p.train_time, "timed_images": p.timed_images,
         "img_per_s": p.timed_images / p.train_time if p.train_time else None,
+        # where the run's wall time went (vit.account.timeline): the timed steps above, the same iterations
+        # with logging, validation and state saves, validation alone, and this process's set-up and final scoring
+        "loop_time_s": p.loop_time, "eval_time_s": p.eval_time, "setup_time_s": job.setup_time,
+        "final_eval_time_s": final_eval_time,
         "final_train_loss": p.loss_ema, "params": models.num_params(model),
         "params_backbone": models.num_params(model, exclude_head=True), **cost,
         "grid_size": models.grid_size(model), "init": init_info, "eval": results, "history": p.history,
@@ -300,7 +341,8 @@ def _summary(job: Job, trainset: TrainSet, init_info: dict, cost: dict, results:
         "peak_gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "processes": run.dist.world, "accum_steps": cfg.accum_steps, "micro_batch": run.micro,
         "checkpoint_time_s": p.ckpt_time, "checkpoints_saved": p.ckpt_saves,
-        "precision": "bf16 autocast, fp32 weights" if cuda else "fp32",
+        "precision": "bf16 autocast, fp32 weights" if job.form.precision == "bf16" else "fp32",
+        "attention": job.form.attention, "form_times_s": job.form_times,
         "env": environment(), **cfg.tags,
     }
 

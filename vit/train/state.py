@@ -18,19 +18,27 @@ from vit.logs import save_torch
 
 @dataclass
 class Progress:
-    """Where a run stands. The first four fields are saved with the state; the rest are this process's."""
+    """Where a run stands. The first seven fields are saved with the state; the rest are this process's."""
     start: int = 0                 # the step this process began at (> 0 when resumed)
     train_time: float = 0.0        # seconds of timed training steps, summed over attempts
     timed_images: int = 0          # images in those steps
     loss_ema: float | None = None  # smoothed training loss
+    loop_time: float = 0.0         # wall seconds of the same iterations with what follows each step (logging,
+                                   # validation, state saves): the loop's real throughput, which `make bench` times
+    eval_time: float = 0.0         # seconds of validation and few-shot probes during training
+    form: dict | None = None       # the step's form (vit.train.fastest), kept so that a resumed run keeps it
     slowest: float = 0.0           # the slowest step so far: the time limit keeps room for two more
     ckpt_time: float = 0.0         # the cost of resumability, reported in summary.json
     ckpt_saves: int = 0
     history: list = field(default_factory=list)  # compact curve for summary.json (see `history`)
 
+    def timed(self, step: int) -> bool:
+        """Whether `step` counts: the first steps of a process pay for allocation and kernel selection."""
+        return step - self.start >= 2
+
     def count(self, step: int, seconds: float, images: int) -> None:
         self.slowest = max(self.slowest, seconds)
-        if step - self.start >= 2:  # the first steps of a process pay for allocation and kernel selection
+        if self.timed(step):
             self.train_time += seconds
             self.timed_images += images
 
@@ -40,6 +48,7 @@ def save(path: Path, step: int, progress: Progress, optimised: torch.nn.Module, 
     """The state after `step` steps; `ema` is the Polyak average (timm's ModelEmaV3) or None."""
     save_torch(path, {"model": optimised.state_dict(), "optimizer": opt.state_dict(), "step": step,
                       "train_time_s": progress.train_time, "timed_images": progress.timed_images,
+                      "loop_time_s": progress.loop_time, "eval_time_s": progress.eval_time, "form": progress.form,
                       "rng": torch.get_rng_state(), "loss_ema": progress.loss_ema,
                       "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                       "ema": ema.module.state_dict() if ema is not None else None,
@@ -67,7 +76,8 @@ def resume(path: Path, optimised: torch.nn.Module, opt: torch.optim.Optimizer, e
         metrics_path.write_text("".join(ln + "\n" for ln in lines))
     print(f"resuming {path} at step {step}")
     return Progress(start=step, train_time=state["train_time_s"], timed_images=state["timed_images"],
-                    loss_ema=state.get("loss_ema"), history=history(metrics_path) if main else [])
+                    loss_ema=state.get("loss_ema"), loop_time=state.get("loop_time_s", 0.0),
+                    eval_time=state.get("eval_time_s", 0.0), form=state.get("form"), history=history(metrics_path) if main else [])
 
 
 def history(metrics_path: Path) -> list[dict]:

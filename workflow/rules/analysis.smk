@@ -14,6 +14,8 @@ rule evaluate:
         ENV
     log:
         "results/logs/evaluate.log",
+    benchmark:
+        "results/benchmarks/evaluate/evaluate.tsv"
     shell:
         "python -m vit.evaluate.collect --out={params.out} {input} > {log} 2>&1"
 
@@ -27,6 +29,8 @@ rule peak:
         ENV
     log:
         "results/logs/peak.log",
+    benchmark:
+        "results/benchmarks/peak/peak.tsv"
     threads: workflow.cores
     resources:
         gpu=0,
@@ -48,6 +52,8 @@ rule account:
         ENV
     log:
         "results/logs/account.log",
+    benchmark:
+        "results/benchmarks/account/account.tsv"
     shell:
         "python -m vit.account.compute --out={output.runs} --peak={input.peak} {input.pretrain} {input.finetune} "
         "{input.benchmarks} > {log} 2>&1"
@@ -70,6 +76,8 @@ rule inspect:
         ENV
     log:
         "results/logs/inspect/{model}-{upstream}.log",
+    benchmark:
+        "results/benchmarks/inspect/{model}-{upstream}.tsv"
     threads: 1
     resources:
         gpu=0,
@@ -92,6 +100,8 @@ rule summarize:
         ENV
     log:
         "results/logs/summarize.log",
+    benchmark:
+        "results/benchmarks/summarize/summarize.tsv"
     shell:
         "python -m vit.report.summary --runs={input.runs} --out={output} {params.config} {input.pretrain} > {log} 2>&1"
 
@@ -128,6 +138,8 @@ rule report:
         ENV
     log:
         "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report/report.tsv"
     shell:
         "python -m vit.report --summary={input.summary} --vtab={input.vtab} --compute={input.compute} "
         "--jobs={input.jobs} --peak={input.peak} --reports={params.reports} "

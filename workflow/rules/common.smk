@@ -51,6 +51,10 @@ def pseudo_label_inputs(wildcards):
             "pool": f"results/data/{it['pool']}/manifest.json"}
 
 
+def chain_priority(wildcards):
+    return 1 if PLAN.on_chain(wildcards.model, wildcards.upstream) else 0
+
+
 def pretrain_args(wildcards):
     return render(PLAN.pretrain_job(wildcards.model, wildcards.upstream))
 
@@ -117,3 +121,4 @@ def benchmark_files():
 def all_targets():
     targets = ["results/summary.parquet", "reports/report.md", "reports/table2.md"] if EXPERIMENT else []
     return targets + (["reports/vtab.md"] if "vtab" in config else [])
+

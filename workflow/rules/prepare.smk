@@ -38,6 +38,7 @@ rule pseudo_label:
     benchmark:
         "results/benchmarks/pseudo_label/{dataset}.tsv"
     threads: 1
+    priority: 1  # on the Noisy Student chain (vit.plan.Plan.on_chain)
     resources:
         gpu=0,
     shell:

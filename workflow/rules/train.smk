@@ -22,6 +22,8 @@ rule import_weights:
         ENV
     log:
         "results/logs/import_weights/{model}-{upstream}.log",
+    benchmark:
+        "results/benchmarks/import_weights/{model}-{upstream}.tsv"
     shell:
         "python -m vit.models.weights --out={params.out} {params.args} > {log} 2>&1"
 
@@ -44,6 +46,7 @@ rule pretrain:
     benchmark:
         "results/benchmarks/pretrain/{model}-{upstream}.tsv"
     threads: 1
+    priority: chain_priority  # the Noisy Student chain first (vit.plan.Plan.on_chain)
     resources:
         gpu=0,
     shell:
@@ -66,6 +69,7 @@ rule finetune:
     benchmark:
         "results/benchmarks/finetune/{model}-{upstream}.tsv"
     threads: 1
+    priority: chain_priority
     resources:
         gpu=0,
     shell:
@@ -85,6 +89,8 @@ rule fewshot:
         ENV
     log:
         "results/logs/fewshot/{model}-{upstream}.log",
+    benchmark:
+        "results/benchmarks/fewshot/{model}-{upstream}.tsv"
     threads: 1
     shell:
         "python -m vit.evaluate.fewshot --checkpoint={input.ckpt} {params.data} --train_split=train+val --test_split=test "

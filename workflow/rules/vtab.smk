@@ -49,6 +49,8 @@ rule vtab_select:
         ENV
     log:
         "results/logs/vtab_select/{model}.log",
+    benchmark:
+        "results/benchmarks/vtab_select/{model}.tsv"
     shell:
         "python -m vit.evaluate.vtab --out={output} {params.settings} {input} > {log} 2>&1"
 
@@ -89,6 +91,8 @@ rule vtab_report:
         ENV
     log:
         "results/logs/vtab_report.log",
+    benchmark:
+        "results/benchmarks/vtab_report/vtab_report.tsv"
     shell:
         "python -m vit.report.vtab --selected={input.selected} --out={output.md} --table={output.table} "
         "--model={params.model} {params.paper_row} {input.final} > {log} 2>&1"
