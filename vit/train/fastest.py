@@ -2,15 +2,15 @@
 cudnn.benchmark does for convolutions), among forms that compute the same model:
 
   precision  fp32, or bf16 autocast (matmuls and convolutions in bf16; weights, gradients and optimiser
-             state stay fp32, as on GPUs; evaluation runs in the step's precision). Tried on a CPU only where it multiplies bf16 matrices at least
-             FAST_BF16 times faster than fp32 (AMX units); elsewhere bf16 is hundreds of times slower
-             (docs/cpu_performance.md). On CUDA always bf16.
+             state stay fp32, as on GPUs; evaluation runs in the step's precision). Tried on a CPU only
+             where it multiplies bf16 matrices at least FAST_BF16 times faster than fp32 (AMX units);
+             elsewhere bf16 is hundreds of times slower (docs/cpu_performance.md). On CUDA always bf16.
   attention  PyTorch's fused scaled_dot_product_attention, or the explicit matmul-softmax-matmul form,
              which is faster on some CPUs for short sequences and slower on others; on CUDA always fused.
 
-`auto` (the default of both --precision and --attention) times forward + backward passes of each candidate on
-a copy of the model at the run's micro-batch, with the random stream restored, and keeps the fastest
-(candidates in the order fp32 before bf16, explicit before fused, each later one only if clearly faster); a
+`auto` (the default of both --precision and --attention) times forward + backward passes of each
+candidate on a copy of the model at the run's micro-batch, with the random stream restored, and keeps the
+fastest (in the order fp32 before bf16, explicit before fused, a later one only if clearly faster); a
 process keeps its choice per shape (vit.train.finetune trains a grid in one process), the resumable state
 keeps the run's, and under torchrun rank 0's choice is every rank's. The forms differ in rounding only;
 give both settings explicitly where bit-identical runs on different machines or splits matter.

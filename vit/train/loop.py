@@ -46,8 +46,8 @@ __all__ = ("Config", "RUNTIME_KEYS", "run_hash", "TimeLimit", "EXIT_RESUME", "pa
 @dataclass
 class Process:
     """What one Python process carries across the runs it trains (vit.train.finetune trains a grid in
-    one): its wall-clock budget, the hashes of the checkpoints read so far and the step forms chosen. The stage's entry point
-    makes one first thing, since the budget counts from the process's start."""
+    one): its wall-clock budget, the hashes of the checkpoints read so far and the step forms chosen. The
+    stage's entry point makes one first thing, since the budget counts from the process's start."""
     deadline: Deadline = field(default_factory=Deadline)
     file_hashes: dict = field(default_factory=dict)
     forms: fastest.Chooser = field(default_factory=fastest.Chooser)  # the fastest step form per shape
