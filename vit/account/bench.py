@@ -45,14 +45,16 @@ class Config:
     threads: int = 1      # torch threads of both loops (the workflow's training jobs run with 1)
 
 
-def ours(case: dict, steps: int, threads: int) -> dict:
-    """vit.train's loop on the case's data and settings for WARMUP + `steps` steps: (img/s, FLOPs per image)."""
+def ours(case: dict, steps: int, threads: int, process: loop.Process) -> dict:
+    """vit.train's loop on the case's data and settings for WARMUP + `steps` steps: (img/s, FLOPs per image,
+    step form). `process` carries the form chosen by the case's first measurement to the next ones, as a
+    fine-tuning grid's process does."""
     with tempfile.TemporaryDirectory(prefix="bench-") as out:
         settings = {**case["settings"], "data": case["data"], "out": out, "steps": WARMUP + steps, "epochs": 0.0,
                     "val_split": "", "test_split": "", "fewshot": [], "eval_every": 0, "ckpt_every": 0,
                     "save_checkpoint": False, "threads": threads, "time_limit_s": 0.0}
-        summary = loop.train(cli.parse(loop.Config, [f"--{k}={v if isinstance(v, str) else cli.literal(v)}"
-                                                  for k, v in settings.items()]))
+        words = [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in settings.items()]
+        summary = loop.train(cli.parse(loop.Config, words), process)
     return {"img_per_s": summary["timed_images"] / summary["loop_time_s"],
             "train_flops_per_img": summary["train_flops_per_img"],
             "form": f"{summary['precision'].split()[0]}/{summary['attention'] or 'conv'}"}
@@ -103,13 +105,14 @@ def bench(cfg: Config) -> dict:
         steps[name] = min(100, max(3, round(cfg.seconds * ips / len(batches[name][0][0]))))
     times = {(name, loop_name): [] for name in cases for loop_name in ("ours", "plain")}
     info, convnet, forms = {}, {}, {}
+    processes = {name: loop.Process() for name in cases}
     with tqdm(total=cfg.repeats * len(cases) * 2, desc="bench", unit="loop") as bar:
         for r in range(cfg.repeats):
             for name, case in cases.items():
                 # alternate which loop goes first, so that a drift in the machine's speed favours neither
                 order = ("ours", "plain") if r % 2 == 0 else ("plain", "ours")
                 for which in order:
-                    res = (ours(case, steps[name], cfg.threads) if which == "ours"
+                    res = (ours(case, steps[name], cfg.threads, processes[name]) if which == "ours"
                            else plain(case, *batches[name], steps[name]))
                     times[name, which].append(res["img_per_s"])
                     info[name] = res["train_flops_per_img"]
