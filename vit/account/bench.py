@@ -56,12 +56,11 @@ def ours(case: dict, steps: int, threads: int, process: loop.Process) -> dict:
         words = [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in settings.items()]
         summary = loop.train(cli.parse(loop.Config, words), process)
     return {"img_per_s": summary["timed_images"] / summary["loop_time_s"],
-            "train_flops_per_img": summary["train_flops_per_img"],
             "form": f"{summary['precision'].split()[0]}/{summary['attention'] or 'conv'}"}
 
 
 def plain(case: dict, batch: tuple[torch.Tensor, torch.Tensor], num_classes: int, steps: int) -> dict:
-    """The loop a user would write around the same timm model: (img/s, FLOPs per image)."""
+    """The loop a user would write around the same timm model: its img/s."""
     s = case["settings"]
     model = models.create(s["model_args"], num_classes, s["img_size"])  # timm's constructor, timm's defaults
     opt = torch.optim.AdamW(model.parameters(), lr=s.get("lr", 1e-3))
@@ -73,9 +72,16 @@ def plain(case: dict, batch: tuple[torch.Tensor, torch.Tensor], num_classes: int
         opt.zero_grad()
         loss.backward()
         opt.step()
-    seconds = time.perf_counter() - t0
-    return {"img_per_s": steps * len(x) / seconds, "convnet": models.is_convnet(model),
-            "train_flops_per_img": flops.count(model, s["img_size"], torch.device("cpu"))["train_flops_per_img"]}
+    return {"img_per_s": steps * len(x) / (time.perf_counter() - t0)}
+
+
+def shape(case: dict, num_classes: int) -> dict:
+    """The case's model: training FLOPs per image (FlopCounterMode, as vit.train counts them) and whether
+    it is a convnet."""
+    s = case["settings"]
+    model = models.create(s["model_args"], num_classes, s["img_size"])
+    return {"train_flops_per_img": flops.count(model, s["img_size"], torch.device("cpu"))["train_flops_per_img"],
+            "convnet": models.is_convnet(model)}
 
 
 def first_batch(case: dict) -> tuple[tuple[torch.Tensor, torch.Tensor], int]:
@@ -103,8 +109,9 @@ def bench(cfg: Config) -> dict:
     for name, case in cases.items():  # how many steps take about cfg.seconds
         ips = plain(case, *batches[name], 3)["img_per_s"]
         steps[name] = min(100, max(3, round(cfg.seconds * ips / len(batches[name][0][0]))))
+    info = {name: shape(case, batches[name][1]) for name, case in cases.items()}
     times = {(name, loop_name): [] for name in cases for loop_name in ("ours", "plain")}
-    info, convnet, forms = {}, {}, {}
+    forms = {name: set() for name in cases}
     processes = {name: loop.Process() for name in cases}
     with tqdm(total=cfg.repeats * len(cases) * 2, desc="bench", unit="loop") as bar:
         for r in range(cfg.repeats):
@@ -115,9 +122,7 @@ def bench(cfg: Config) -> dict:
                     res = (ours(case, steps[name], cfg.threads, processes[name]) if which == "ours"
                            else plain(case, *batches[name], steps[name]))
                     times[name, which].append(res["img_per_s"])
-                    info[name] = res["train_flops_per_img"]
-                    convnet[name] = res.get("convnet", convnet.get(name))
-                    forms.setdefault(name, set()).update([res["form"]] if "form" in res else [])
+                    forms[name].update([res["form"]] if "form" in res else [])
                     bar.update()
     peak_end = matmul_peak("cpu")  # the machine may have slowed or sped up over the run: take the better
     peak_gflops = max(peak["peak_gflops"], peak_end["peak_gflops"])
@@ -131,13 +136,13 @@ def bench(cfg: Config) -> dict:
         ratios = [a / b for a, b in zip(mine, theirs)]
         row = {"case": name, "model": s.get("model", name), "model_args": s["model_args"],
                "img_size": s.get("img_size", 32), "batch_size": s.get("batch_size", 128), "steps": steps[name],
-               "convnet": convnet[name],
-               "train_flops_per_img": info[name], "ours_img_per_s": statistics.median(mine),
+               "convnet": info[name]["convnet"],
+               "train_flops_per_img": info[name]["train_flops_per_img"], "ours_img_per_s": statistics.median(mine),
                "plain_img_per_s": statistics.median(theirs), "ours_runs": mine, "plain_runs": theirs,
                "ratio": statistics.median(ratios), "ratio_runs": ratios}
         row["form"] = "+".join(sorted(forms[name]))  # vit.train's step form (precision/attention), per measurement
         for which in ("ours", "plain"):
-            row[f"{which}_gflops_per_s"] = row[f"{which}_img_per_s"] * info[name] / 1e9
+            row[f"{which}_gflops_per_s"] = row[f"{which}_img_per_s"] * row["train_flops_per_img"] / 1e9
             bf16 = which == "ours" and row["form"].startswith("bf16")
             row[f"{which}_mfu"] = row[f"{which}_gflops_per_s"] / (bf16_gflops if bf16 else peak_gflops)
         rows.append(row)

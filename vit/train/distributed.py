@@ -1,4 +1,4 @@
-"""The processes a run spans (one, or torchrun's), their device and precision.
+"""The processes a run spans (one, or torchrun's) and their device.
 
 Data parallelism keeps the single process's update: every process takes its slice of each
 micro-batch and DDP averages the gradients (tests/test_distributed.py).
@@ -39,13 +39,6 @@ def device(dist: Dist) -> torch.device:
         torch.cuda.set_device(dist.local_rank)
         return torch.device("cuda", dist.local_rank)
     return torch.device("cpu")
-
-
-def autocast(dev: torch.device):
-    # the memory probe's precision (vit.train.nets.accum_for_budget, for GPUs): bf16 on CUDA, as the step
-    # there (vit.train.fastest); on a CPU the probe measures fp32, the larger of the two
-    return torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast(
-        "cpu", enabled=False)
 
 
 def wrap(module: torch.nn.Module, dist: Dist, dev: torch.device) -> torch.nn.Module:
