@@ -164,3 +164,51 @@ def test_randaugment_is_per_image_deterministic_and_split_invariant():
     state = torch.get_rng_state()
     assert torch.equal(data.train_batch(x, y, 5, 16, 0, "randaugment")[0], xb)
     assert torch.equal(torch.get_rng_state(), state)  # the training RNG is not consumed
+
+
+def test_inception_boxes_follow_torchvision_random_resized_crop():
+    """Our vectorised crop boxes against torchvision's RandomResizedCrop (the reference): every box lies
+    in the image with area and aspect in range, and the distributions of area, aspect and position
+    match the reference's draws (two-sample Kolmogorov-Smirnov, 4,000 boxes each)."""
+    from scipy.stats import ks_2samp
+    from torchvision.transforms import v2
+
+    h = w = 64
+    ours = data.inception_boxes(np.random.default_rng(0), 4000, h, w)
+    top, left, ch, cw = ours.T
+    assert (top >= 0).all() and (left >= 0).all() and (top + ch <= h).all() and (left + cw <= w).all()
+    area, aspect = ch * cw / (h * w), cw / ch
+    assert 0.04 <= area.min() and area.max() <= 1 and 0.7 < aspect.min() and aspect.max() < 1.43
+    rrc = v2.RandomResizedCrop(32, scale=data.INCEPTION_AREA, ratio=data.INCEPTION_ASPECT)
+    torch.manual_seed(0)
+    ref = np.array([[p["top"], p["left"], p["height"], p["width"]] for p in
+                    (rrc.make_params([torch.zeros(3, h, w)]) for _ in range(4000))])
+    for mine, theirs in ((area, ref[:, 2] * ref[:, 3] / (h * w)), (aspect, ref[:, 3] / ref[:, 2]),
+                         (top + ch / 2, ref[:, 0] + ref[:, 2] / 2), (left + cw / 2, ref[:, 1] + ref[:, 3] / 2)):
+        assert ks_2samp(mine, theirs).pvalue > 1e-3
+    # a box the reference would reject (a 1 x 40 image admits no 3/4-4/3 crop of 5 % area): its centred fallback
+    box = data.inception_boxes(np.random.default_rng(0), 1, 1, 40)[0]
+    assert box.tolist() == [0, (40 - 1) // 2, 1, 1]
+
+
+def test_inception_crop_matches_torchvision_and_splits_like_the_whole_batch():
+    from torchvision.transforms.v2 import functional as TF
+
+    x = torch.randint(0, 256, (64, 3, 48, 48), dtype=torch.uint8)
+    y = torch.arange(64) % 10
+    xb, yb = data.train_batch(x, y, 3, 16, 0, "inception_crop", size=24)
+    assert xb.shape == (16, 3, 24, 24)
+    # the reference: the same boxes and flips through torchvision's resized_crop and hflip, image by image
+    idx = torch.randperm(64, generator=torch.Generator().manual_seed(0 * 100_003 + 0))[48:64]
+    boxes = data.inception_boxes(np.random.default_rng([0, 3]), 16, 48, 48)
+    flip = torch.rand(16, generator=torch.Generator().manual_seed(3)) < 0.5
+    for i in range(16):
+        ref = TF.resized_crop(x[idx[i]], *boxes[i].tolist(), [24, 24], antialias=True)
+        ref = TF.horizontal_flip(ref) if flip[i] else ref
+        assert torch.equal(data.normalize(ref), xb[i])
+    assert torch.equal(yb, y[idx])
+    halves = torch.cat([data.train_batch(x, y, 3, 16, 0, "inception_crop", part=p, size=24)[0]
+                        for p in (slice(0, 8), slice(8, 16))])
+    assert torch.equal(halves, xb)
+    with pytest.raises(ValueError, match="stored side"):
+        data.train_batch(x, y, 3, 16, 0, "crop_flip", size=24)

@@ -1,4 +1,6 @@
 """The claims scorecard decides each verdict from the numbers by its stated rule (vit/report/scorecard.py)."""
+import math
+
 import pandas as pd
 
 from vit import plan
@@ -16,19 +18,91 @@ CONFIG = plan.load({
 })
 
 
-def runs(acc) -> pd.DataFrame:
-    """Fine-tuned runs with top-1 = acc(model, upstream, task, resolution) + seed noise of +-0.1."""
+def runs(acc, seeds=(0, 1)) -> pd.DataFrame:
+    """Fine-tuned runs with top-1 = acc(model, upstream, task, resolution) + seed noise of +-0.1 (the same on
+    every run of a seed, so it cancels in paired differences)."""
     rows = [{"model": m, "upstream": up, "task": t, "task_label": t.upper(), "resolution": r, "seed": s,
              "top1": acc(m, up, t, r) + (0.1 if s else -0.1)}
             for m in ("vit", "bit") for up in ("small", "big", "scratch") for t in ("t1", "t2")
-            for r in (32, 48) for s in (0, 1)]
+            for r in (32, 48) for s in seeds]
     return pd.DataFrame(rows)
+
+
+def gain(per_seed: list[float]) -> pd.DataFrame:
+    """Runs where pre-training beats scratch by per_seed[seed] points on every task and resolution."""
+    base = runs(lambda *a: 50.0, seeds=range(len(per_seed)))
+    return base.assign(top1=base.top1 + (base.upstream != "scratch") * base.seed.map(dict(enumerate(per_seed))))
+
+
+def leads(small: list[float], big: list[float]) -> pd.DataFrame:
+    """Per-seed scores where the BiT leads the ViT by small[seed] points after the small upstream set and
+    big[seed] after the big one."""
+    rows = [{"model": m, "upstream": up, "seed": s, "top1": 60.0 + (lead if m == "bit" else 0.0)}
+            for up, per_seed in (("small", small), ("big", big)) for s, lead in enumerate(per_seed)
+            for m in ("bit", "vit")]
+    return pd.DataFrame(rows).assign(resolution=48, pretrain_pflops=1.0)
 
 
 def scores(summary: pd.DataFrame, pflops: dict) -> pd.DataFrame:
     s = summary[summary.upstream != "scratch"].groupby(["model", "upstream", "resolution", "seed"]).top1.mean()
     s = s.reset_index()
     return s.assign(pretrain_pflops=[pflops[(m, u)] for m, u in zip(s.model, s.upstream)])
+
+
+def test_a_difference_counts_beyond_two_standard_errors_over_seeds():
+    seeds = pd.Index([0, 1, 2], name="seed")
+    tight = scorecard.diff_over_seeds(pd.Series([50.9, 51.0, 51.1], seeds), pd.Series([50.0] * 3, seeds))
+    assert tight.counts and math.isclose(tight.se, 0.1 / math.sqrt(3)) and str(tight) == "+1.0 ± 0.1"
+    # per-seed differences 0, 1, 2: SE = 1 / sqrt(3) = 0.577, 2 SE = 1.15 > 1
+    loose = scorecard.diff_over_seeds(pd.Series([50.0, 51.0, 52.0], seeds), pd.Series([50.0] * 3, seeds))
+    assert not loose.counts and math.isclose(loose.se, 1 / math.sqrt(3)) and str(loose) == "+1.0 ± 0.6"
+    # SE, not sd: differences 0.3, 1, 1.7 have sd 0.7 (2 sd = 1.4 > 1) but 2 SE = 0.81 < 1
+    wide = scorecard.diff_over_seeds(pd.Series([50.3, 51.0, 51.7], seeds), pd.Series([50.0] * 3, seeds))
+    assert wide.counts
+    one = scorecard.diff_over_seeds(pd.Series([60.0], [0]), pd.Series([50.0], [0]))
+    assert not one.judged and not one.counts and "1 seed" in str(one)
+
+
+def test_paired_only_where_both_sides_share_the_seeds():
+    a, b = [1.0, 2.0, 3.0], [0.0, 1.0, 2.0]   # a leads b by exactly 1 on every seed
+    paired = scorecard.diff_over_seeds(pd.Series(a, [0, 1, 2]), pd.Series(b, [0, 1, 2]))
+    assert paired.se == 0 and paired.counts
+    # other seeds: sqrt(1/3 + 1/3) = 0.816, 2 SE = 1.63 > 1
+    unpaired = scorecard.diff_over_seeds(pd.Series(a, [0, 1, 2]), pd.Series(b, [3, 4, 5]))
+    assert math.isclose(unpaired.se, math.sqrt(2 / 3)) and not unpaired.counts and unpaired.per_seed is None
+
+
+def test_claims_follow_the_rule_and_one_seed_cannot_be_judged():
+    assert scorecard.pretraining_beats_scratch(gain([0.9, 1.0, 1.1]), CONFIG).verdict == "holds"
+    claim = scorecard.pretraining_beats_scratch(gain([0.0, 1.0, 2.0]), CONFIG)
+    assert claim.verdict == "does not hold" and "T1 32 px (+1.0 ± 0.6)" in claim.evidence
+    assert scorecard.pretraining_beats_scratch(gain([1.0]), CONFIG).verdict == "cannot be judged: 1 seed"
+    sharper = runs(lambda m, up, t, r: 60 + (5 if r == 48 else 0), seeds=(0,))
+    assert scorecard.higher_resolution_helps(sharper, CONFIG).verdict == "cannot be judged: 1 seed"
+    assert scorecard.resnet_then_vit(leads([10.0], [0.0]), CONFIG, 48).verdict == "cannot be judged: 1 seed"
+    assert "2 SE" in scorecard.RULE and "sqrt(n)" in scorecard.RULE
+
+
+def test_resnet_lead_shrinks_judged_beside_the_crossover():
+    shrinks = leads([10.0, 11.0, 9.0], [5.0, 7.0, 3.0])   # shrinks by 5, 4, 6: SE 0.58
+    claim = scorecard.resnet_lead_shrinks(shrinks, CONFIG, 48)
+    assert claim.key == "b'" and claim.verdict == "holds" and "shrinks by +5.0 ± 0.6" in claim.evidence
+    # the ResNet still leads on the big set beyond 2 SE: the crossover only partly holds
+    assert scorecard.resnet_then_vit(shrinks, CONFIG, 48).verdict == "partly"
+    grows = leads([5.0, 7.0, 3.0], [10.0, 11.0, 9.0])
+    assert scorecard.resnet_lead_shrinks(grows, CONFIG, 48).verdict == "does not hold"
+    assert scorecard.resnet_then_vit(grows, CONFIG, 48).verdict == "does not hold"
+    noisy = leads([10.0, 10.0, 10.0], [9.0, 10.0, 8.0])   # shrinks by 1, 0, 2: 2 SE = 1.15 > 1
+    assert scorecard.resnet_lead_shrinks(noisy, CONFIG, 48).verdict == "does not hold"
+    assert scorecard.resnet_lead_shrinks(leads([10.0], [0.0]), CONFIG, 48).verdict == "cannot be judged: 1 seed"
+
+
+def test_scorecard_rows_put_b_prime_after_b():
+    summary = runs(lambda m, up, t, r: 60.0)
+    card = scorecard.scorecard(summary, scores(summary, {(m, u): 1.0 for m in ("vit", "bit") for u in ("small", "big")}),
+                               CONFIG, 48)
+    assert list(card.key) == ["a", "b", "b'", "c", "d", "e", "f"]
+    assert list(card.columns) == ["key", "claim", "paper", "evidence", "verdict"]
 
 
 def test_pretraining_beats_scratch_holds_partly_fails():

@@ -254,3 +254,84 @@ def test_choosing_the_step_form_leaves_the_random_stream_alone(digits_dir, tmp_p
     assert (auto["precision"], auto["attention"]) == ("fp32", "explicit") and auto["eval"] == told["eval"]
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["model"] for d in ("auto", "told"))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _scripted_val(monkeypatch, top1s):
+    """scoring.split with the val top-1 of each call in turn taken from `top1s` (an overfitting curve made
+    deterministic); records the weights each call scored, per split, to compare with checkpoint.pt."""
+    from vit.train import scoring
+
+    real = getattr(scoring.split, "real", scoring.split)  # a second script replaces the first
+    seen, script = {"val": [], "test": []}, iter(top1s)
+
+    def split(model, cfg, name, dev):
+        seen[name].append({k: v.detach().clone() for k, v in model.state_dict().items()})
+        result = real(model, cfg, name, dev)
+        return {**result, "top1": next(script)} if name == "val" else result
+
+    split.real = real
+    monkeypatch.setattr(scoring, "split", split)
+    return seen
+
+
+def _keep_best_cfg(digits_dir, out, **kw):
+    """Six steps (a validation at 2, 4 and the end), scored on test too, keeping the best validation's weights."""
+    cfg = _pretrain_cfg(digits_dir, out, keep_best=True, test_split="test", lr=0.01, **kw)
+    return dataclasses.replace(cfg, steps=6)
+
+
+@pytest.mark.parametrize("top1s, kept, best_step, polyak", [
+    ([50.0, 70.0, 60.0], "best", 4, 0.0),   # overfits after step 4: its weights are kept
+    ([50.0, 70.0, 60.0], "best", 4, 0.5),   # ... the Polyak average's, which is what validation scored
+    ([50.0, 70.0, 70.0], "last", 6, 0.0),   # a tie with the end keeps the last weights
+])
+def test_keep_best_keeps_the_best_validations_weights(digits_dir, tmp_path, monkeypatch, top1s, kept, best_step,
+                                                      polyak):
+    seen = _scripted_val(monkeypatch, top1s)
+    s = train.train(_keep_best_cfg(digits_dir, tmp_path / "run", polyak=polyak))
+    val_at = {2: 0, 4: 1, 6: 2}  # the val calls: every eval_every=2 steps, the last at the end
+    assert s["kept"] == kept and s["best"]["step"] == best_step and s["last"]["step"] == 6
+    assert s["best"]["val_top1"] == 70.0 and s["last"]["val_top1"] == top1s[-1]
+    assert s["eval"]["val"]["top1"] == 70.0 and s["eval"]["val"]["loss"] == s["best"]["val_loss"]
+    ckpt = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)["model"]
+    kept_weights = seen["val"][val_at[best_step]]
+    assert all(torch.equal(ckpt[k], kept_weights[k]) for k in ckpt)
+    assert all(torch.equal(seen["test"][0][k], kept_weights[k]) for k in ckpt)  # test scored the kept weights
+    if kept == "best":
+        assert not all(torch.equal(ckpt[k], seen["val"][2][k]) for k in ckpt)
+    # train vs val: the history keeps the train curve and each periodic validation's loss and top-1
+    assert [h["step"] for h in s["history"] if h["split"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [(h["step"], h["top1"]) for h in s["history"] if h["split"] == "val"] == [(2, 50.0), (4, 70.0)]
+    assert all(set(h) == {"step", "split", "loss", "top1"} for h in s["history"] if h["split"] == "val")
+
+
+def test_keep_best_survives_a_resume_bit_for_bit(digits_dir, tmp_path, monkeypatch):
+    """Best at step 2, a state saved at step 4, killed in step 5: the resumed run ends with the unbroken
+    run's checkpoint (the step-2 weights, from the state) and summary."""
+    def cfg(out):
+        return _keep_best_cfg(digits_dir, tmp_path / out, ckpt_every=2, augment="crop_flip")
+
+    _scripted_val(monkeypatch, [70.0, 50.0, 60.0])
+    full = train.train(cfg("full"))
+    _scripted_val(monkeypatch, [70.0, 50.0, 60.0])  # one script over both attempts: the same value per step
+    real_lr_at = optim.lr_at
+    monkeypatch.setattr(optim, "lr_at", lambda step, *a: (_ for _ in ()).throw(KeyboardInterrupt("kill"))
+                        if step == 4 else real_lr_at(step, *a))
+    with pytest.raises(KeyboardInterrupt):
+        train.train(cfg("cut"))
+    assert torch.load(next((tmp_path / "cut").glob("state-*.pt")), weights_only=False)["best"]["step"] == 2
+    monkeypatch.setattr(optim, "lr_at", real_lr_at)
+    resumed = train.train(cfg("cut"))
+    assert full["kept"] == "best" and full["best"]["step"] == 2
+    for key in ("best", "last", "kept", "eval", "history", "final_train_loss"):
+        assert resumed[key] == full[key], key
+    a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["model"] for d in ("full", "cut"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_keep_best_needs_periodic_validation(digits_dir, tmp_path):
+    for missing in ({"val_split": ""}, {"eval_every": 0}):
+        with pytest.raises(cli.ConfigError, match=r"keep_best.*val_split.*eval_every"):
+            train.train(dataclasses.replace(_keep_best_cfg(digits_dir, tmp_path / "bad"), **missing))
+    cfg = _keep_best_cfg(digits_dir, tmp_path / "x")
+    assert train.run_hash(cfg) != train.run_hash(dataclasses.replace(cfg, keep_best=False))  # a science setting

@@ -223,12 +223,21 @@ def normalize(x):
     return x.float().div_(127.5).sub_(1.0)
 
 
+AUGMENTS = ("none", "crop_flip", "randaugment", "inception_crop", "inception_crop+randaugment")
+
+
 def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part: slice = slice(None),
-                mixup: float = 0.0, num_classes: int = 0):
+                mixup: float = 0.0, num_classes: int = 0, size: int = 0):
     """Batch number `step` of an epoch-wise shuffle, or the `part` of it that one process or one
     accumulation micro-step trains on. A pure function of (seed, step): a resumed run, or the same run
     split across processes and micro-steps, sees exactly the examples and augmentations of a single
     process taking the whole batch at once.
+
+    `augment`: crop_flip reflect-pads by 1/8 of the side, crops back and flips; inception_crop takes an
+    inception crop of the stored image (`inception_boxes`) resized to `size` (0 = the stored side), and
+    flips, as the paper's code does in pre-training and fine-tuning; +randaugment adds RandAugment (Noisy
+    Student's input noise; "randaugment" alone is crop_flip+randaugment). Without inception_crop the
+    images must already be at the training resolution.
 
     With `mixup` = alpha > 0 (BiT-HyperRule, Zhang et al. 2018), each image is blended with a partner
     from the same global batch, lam ~ Beta(alpha, alpha) once per step as in BiT's code, and the labels
@@ -242,22 +251,31 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
     epoch, i = divmod(step, per_epoch)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
     idx = perm[i * batch_size:(i + 1) * batch_size]
-    if augment not in ("none", "crop_flip", "randaugment"):
-        raise ValueError(f"augment={augment!r}: expected none, crop_flip or randaugment")
+    if augment not in AUGMENTS:
+        raise ValueError(f"augment={augment!r}: expected one of {', '.join(AUGMENTS)}")
+    inception = augment.startswith("inception_crop")
+    h = x.shape[-2]
+    size = size or h
+    if size != h and not inception:
+        raise ValueError(f"augment={augment!r} trains at the stored side ({h} px), not at {size} px")
     if augment != "none":
         # draw the whole batch's random crops and flips, then keep this part's: same values however split
-        h = x.shape[-2]
         pad = max(1, h // 8)
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        oy, ox = (torch.randint(0, 2 * pad + 1, (len(idx),), generator=gen) for _ in range(2))
+        if inception:
+            boxes = inception_boxes(np.random.default_rng([seed, step]), len(idx), h, x.shape[-1])
+        else:
+            oy, ox = (torch.randint(0, 2 * pad + 1, (len(idx),), generator=gen) for _ in range(2))
         flip = torch.rand(len(idx), generator=gen) < 0.5
 
     def load(pos):
         """Images and labels at positions `pos` of the global batch, augmented."""
         xb = x[idx[pos]]
-        if augment != "none":
+        if inception:
+            xb = inception_crop(xb, boxes[pos.numpy()], flip[pos], size)
+        elif augment != "none":
             xb = _crop_flip(xb, oy[pos], ox[pos], flip[pos], pad)
-        if augment == "randaugment":
+        if augment.endswith("randaugment"):
             xb = _randaugment(xb, [seed * 1_000_003 + step * 65_537 + int(p) for p in pos])
         return normalize(xb), y[idx[pos]]
 
@@ -274,6 +292,48 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
     def one_hot(t):  # soft targets (N, K) are distributions already
         return t.float() if t.ndim == 2 else torch.nn.functional.one_hot(t.long(), num_classes).float()
     return lam * xb + (1 - lam) * xp, lam * one_hot(yb) + (1 - lam) * one_hot(yp)
+
+
+INCEPTION_AREA = (0.05, 1.0)      # the paper's code: tf.image.sample_distorted_bounding_box's area_range,
+INCEPTION_ASPECT = (3 / 4, 4 / 3)  # aspect_ratio_range (big_vision pp/ops_image.py inception_crop)
+
+
+def inception_boxes(rng: np.random.Generator, n: int, h: int, w: int, attempts: int = 10) -> np.ndarray:
+    """n random crop boxes (top, left, height, width) of an h x w image, as torchvision's
+    RandomResizedCrop draws them (its `make_params`), vectorised over the batch: area uniform in
+    INCEPTION_AREA of the image, aspect log-uniform in INCEPTION_ASPECT, the first of `attempts` draws
+    that fits; else the whole image cropped to the nearest allowed aspect, centred."""
+    area = h * w * rng.uniform(*INCEPTION_AREA, (n, attempts))
+    aspect = np.exp(rng.uniform(np.log(INCEPTION_ASPECT[0]), np.log(INCEPTION_ASPECT[1]), (n, attempts)))
+    cw, ch = np.round(np.sqrt(area * aspect)).astype(np.int64), np.round(np.sqrt(area / aspect)).astype(np.int64)
+    fits = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
+    first = fits.argmax(1)
+    cw, ch = cw[np.arange(n), first], ch[np.arange(n), first]
+    ratio = w / h  # the fallback: torchvision's centre crop at the clamped aspect
+    if ratio < INCEPTION_ASPECT[0]:
+        fw, fh = w, int(round(w / INCEPTION_ASPECT[0]))
+    elif ratio > INCEPTION_ASPECT[1]:
+        fw, fh = int(round(h * INCEPTION_ASPECT[1])), h
+    else:
+        fw, fh = w, h
+    ok = fits.any(1)
+    cw, ch = np.where(ok, cw, fw), np.where(ok, ch, fh)
+    top = np.where(ok, (rng.random(n) * (h - ch + 1)).astype(np.int64), (h - fh) // 2)
+    left = np.where(ok, (rng.random(n) * (w - cw + 1)).astype(np.int64), (w - fw) // 2)
+    return np.stack([top, left, ch, cw], 1)
+
+
+def inception_crop(xb, boxes: np.ndarray, flip, size: int):
+    """uint8 (B,C,H,W) -> uint8 (B,C,size,size): each image's box resized to size x size (bilinear with
+    antialiasing: torchvision's resized_crop, image by image), then flipped where `flip`."""
+    import torch
+    from torchvision.transforms.v2 import functional as TF
+
+    out = torch.empty((len(xb), xb.shape[1], size, size), dtype=torch.uint8)
+    for i, (top, left, hh, ww) in enumerate(boxes.tolist()):
+        out[i] = TF.resized_crop(xb[i], top, left, hh, ww, [size, size], antialias=True)
+    out[flip] = out[flip].flip(-1)
+    return out
 
 
 RANDAUGMENT = {"num_ops": 2, "magnitude": 9}  # torchvision's defaults (Cubuk et al. 2020)

@@ -3,8 +3,11 @@
     python -m vit.data.prepare --name=digits --source=digits --out=results/data/digits
 
 Sources (all offline):
-  shapes                      the procedural upstream corpus (vit.data.synth), our stand-in for ImageNet /
+  contours                    the procedural upstream corpus (vit.data.contours): classes are random
+                              radial contours, 1-3 instances anywhere in the frame; our stand-in for ImageNet /
                               ImageNet-21k / JFT-300M at three sizes of one generator (paper sec. 4.2)
+  shapes                      a smaller procedural corpus (vit.data.synth.shapes: 16 shapes x 4 fills, centred),
+                              the smoke preset's upstream
   dsprites_location, dsprites_orientation, clevr_count, clevr_distance
                               VTAB Structured-group tasks rendered procedurally (vit.data.synth)
   landcover                   a Specialized-group stand-in: EuroSAT-like aerial tiles, 10 classes (vit.data.synth)
@@ -39,11 +42,11 @@ from tqdm import tqdm
 
 from vit import cli
 from vit.data import MANIFEST, DataError, split_files, write_manifest
-from vit.data import sources, synth
+from vit.data import contours, sources, synth
 from vit.logs import config_hash, sha256_file
 from vit.plan import IMAGE_SOURCES
 
-SYNTH_SOURCES = ("shapes", "dsprites_location", "dsprites_orientation", "clevr_count", "clevr_distance",
+SYNTH_SOURCES = ("contours", "shapes", "dsprites_location", "dsprites_orientation", "clevr_count", "clevr_distance",
                  "landcover")
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
@@ -60,7 +63,7 @@ class Config:
     val: int = 200
     test: int = 1000        # 0 = no test split (upstream sets)
     size: int = 64          # rendered side in pixels (procedural sources only)
-    classes: int = 64       # number of classes (shapes only)
+    classes: int = 64       # number of classes (contours and shapes only)
     seed: int = 0
     data_root: str = ""     # where external datasets live
     task: str = ""          # vtab1k / torchvision / imagefolder: which dataset under data_root
@@ -72,13 +75,14 @@ class Config:
 
 # ----------------------------------------------------------------------------- sources
 def _synth(cfg: Config) -> tuple[dict, list[str], dict]:
-    kw = {"n_classes": cfg.classes} if cfg.source == "shapes" else {}
+    kw = {"n_classes": cfg.classes} if cfg.source in ("shapes", "contours") else {}
     splits, names, info = {}, [], {}
     # Each split has its own seed: the train sets of the three upstream sizes are then prefixes of
     # one another (nested, like subsampled ImageNet-21k in the paper's Fig. 3), and val/test stay apart.
     for offset, (split, n) in enumerate((("train", cfg.train), ("val", cfg.val), ("test", cfg.test))):
         if n > 0:
-            x, y, names, info = synth.make(cfg.source, n, size=cfg.size, seed=cfg.seed * 10 + offset, **kw)
+            make = contours.make if cfg.source == "contours" else synth.make
+            x, y, names, info = make(cfg.source, n, size=cfg.size, seed=cfg.seed * 10 + offset, **kw)
             splits[split] = (x, y)
     return splits, names, info
 

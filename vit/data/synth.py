@@ -1,6 +1,7 @@
-"""Procedural image datasets, numpy only: the upstream corpus and VTAB Structured-group stand-ins.
+"""Procedural image datasets, numpy only: the smoke preset's upstream corpus and VTAB stand-ins (the
+default's upstream corpus is vit.data.contours).
 
-- `shapes`: the upstream classification corpus. A class is a shape x a fill pattern (16 x 4 = 64);
+- `shapes`: a small upstream classification corpus. A class is a shape x a fill pattern (16 x 4 = 64);
   pose, size, colours, background and distractor blobs vary per image. One generator at three sizes
   stands in for ImageNet / ImageNet-21k / JFT-300M (paper sec. 4.1-4.2).
 - `dsprites`: dSprites' factor structure (3 shapes x 6 scales x 40 orientations x 32 x 32 positions,
@@ -99,7 +100,7 @@ def shape_mask(name: str, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     raise ValueError(f"unknown shape {name!r}")
 
 
-def _frame(n, grid, cx, cy, scale, angle):
+def frame(n, grid, cx, cy, scale, angle):
     """Per-image object coordinates (n, grid, grid) for image coordinates in [-1, 1]."""
     t = (np.arange(grid, dtype=np.float32) + 0.5) / grid * 2 - 1
     y, x = t[None, :, None], t[None, None, :]
@@ -146,14 +147,14 @@ def _render_shapes(u: np.ndarray, labels: np.ndarray, size: int) -> np.ndarray:
     # 0-2 distractor blobs (small ellipses, never one of the class shapes)
     for d in range(2):
         on = u[:, 15] * 3 > d + 1
-        du, dv = _frame(n, g, u[:, 16 + 3 * d] * 1.6 - 0.8, u[:, 17 + 3 * d] * 1.6 - 0.8,
+        du, dv = frame(n, g, u[:, 16 + 3 * d] * 1.6 - 0.8, u[:, 17 + 3 * d] * 1.6 - 0.8,
                         0.08 + 0.08 * u[:, 18 + 3 * d], u[:, 18 + 3 * d] * 6)
         blob = (du * du + (dv / 0.6) ** 2 <= 1) & on[:, None, None]
         img[blob] = (img[blob] * 0.5 + alt[np.nonzero(blob)[0]] * 0.5)
     # the object
     scale = 0.5 + 0.35 * u[:, 22]  # object radius 8-14 px at 32 px, so shapes stay distinguishable
     margin = 1 - scale * 0.9
-    ou, ov = _frame(n, g, (u[:, 23] * 2 - 1) * margin, (u[:, 24] * 2 - 1) * margin, scale, u[:, 25] * 2 * np.pi)
+    ou, ov = frame(n, g, (u[:, 23] * 2 - 1) * margin, (u[:, 24] * 2 - 1) * margin, scale, u[:, 25] * 2 * np.pi)
     shape_id, pattern_id = labels // len(PATTERNS), labels % len(PATTERNS)
     mask = np.zeros((n, g, g), bool)
     pattern = np.ones((n, g, g), bool)
@@ -198,7 +199,7 @@ def dsprites(n: int, *, size: int = 64, seed: int = 0, chunk: int = 256):
     k = 2
     for i in range(0, n, chunk):
         s = slice(i, i + chunk)
-        du, dv = _frame(len(px[s]), size * k, px[s], py[s], radius * scale[s], angle[s])
+        du, dv = frame(len(px[s]), size * k, px[s], py[s], radius * scale[s], angle[s])
         mask = np.zeros(du.shape, np.float32)
         for j, name in enumerate(DSPRITES_SHAPES):
             sel = lat["shape"][s] == j

@@ -2,19 +2,24 @@
 
 Each check reads the tidy tables vit.report builds (fine-tuned runs with labels, per-seed scores, the
 resolution ablation, vit.evaluate.inspect's summaries) and returns a Claim. Verdicts are "holds", "partly",
-"does not hold" or "not tested" (the preset lacks what the claim needs), decided by a rule each
-function states: a difference counts when it exceeds the spread over seeds (one sd of the difference
-of the two means), so seed noise is not called an effect.
+"does not hold", "not tested" (the preset lacks what the claim needs) or "cannot be judged" (a difference
+rests on fewer than 2 seeds), decided by a rule each function states. Every difference over seeds goes
+through one helper, `diff_over_seeds`, and one rule, RULE, which the report prints above the scorecard.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import pandas as pd
 
 from vit.plan import Plan
 
-HOLDS, PARTLY, FAILS, UNTESTED = "holds", "partly", "does not hold", "not tested"
+HOLDS, PARTLY, FAILS, UNTESTED, UNJUDGED = "holds", "partly", "does not hold", "not tested", "cannot be judged"
+RULE = ("A difference counts only where it exceeds twice its standard error over seeds (2 SE): "
+        "SE = sd of the per-seed differences / sqrt(n) where both sides ran the same n seeds (paired), "
+        "sqrt(sd_a²/n_a + sd_b²/n_b) where they did not (sd with ddof=1); a difference that rests on fewer "
+        "than 2 seeds cannot be judged. Differences are quoted as mean difference ± SE.")
 
 
 @dataclass
@@ -26,10 +31,69 @@ class Claim:
     verdict: str
 
 
-def _diff(a: pd.Series, b: pd.Series) -> tuple[float, float]:
-    """mean(a) - mean(b), and the sd of that difference over seeds (0 with a single seed)."""
-    var = sum(x.var(ddof=1) / len(x) for x in (a, b) if len(x) > 1)
-    return a.mean() - b.mean(), var ** 0.5
+@dataclass(frozen=True, eq=False)  # eq=False: per_seed is a Series
+class Diff:
+    """A difference of two means over seeds, with its standard error (nan below 2 seeds)."""
+    mean: float
+    se: float
+    n: int                      # seeds behind it (the fewer of the two sides when unpaired)
+    per_seed: pd.Series | None  # the per-seed differences where the sides are paired, else None
+
+    @property
+    def judged(self) -> bool:
+        return self.n >= 2
+
+    @property
+    def counts(self) -> bool:
+        """RULE: the difference is positive beyond 2 SE (never with fewer than 2 seeds)."""
+        return self.judged and self.mean > 2 * self.se
+
+    def __str__(self) -> str:
+        if self.judged:
+            return f"{self.mean:+.1f} ± {self.se:.1f}"
+        return f"{self.mean:+.1f} ({_seeds(self.n)}, no SE)"
+
+
+def _as_diff(x: pd.Series | Diff) -> Diff:
+    """Per-seed values (indexed by seed) as a Diff against zero, so values and differences combine alike."""
+    if isinstance(x, Diff):
+        return x
+    n = len(x)
+    return Diff(x.mean(), x.std(ddof=1) / math.sqrt(n) if n > 1 else math.nan, n, x)
+
+
+def diff_over_seeds(a: pd.Series | Diff, b: pd.Series | Diff) -> Diff:
+    """a - b under RULE. a and b are per-seed values indexed by seed, or Diffs (then a difference of
+    differences). Paired where both sides hold the same seeds, because what a seed shares across the two
+    sides (data order, initialisation) then cancels; unpaired otherwise."""
+    a, b = _as_diff(a), _as_diff(b)
+    pa, pb = a.per_seed, b.per_seed
+    if (pa is not None and pb is not None and pa.index.is_unique and pb.index.is_unique
+            and set(pa.index) == set(pb.index)):
+        return _as_diff(pa - pb)
+    return Diff(a.mean - b.mean, math.hypot(a.se, b.se), min(a.n, b.n), None)
+
+
+def _seeds(n: int) -> str:
+    return f"{n} seed" + ("" if n == 1 else "s")
+
+
+def _per_seed(d: pd.DataFrame) -> pd.Series:
+    """top-1 indexed by seed (the mean where a seed has several rows), the form diff_over_seeds pairs on."""
+    return d.groupby("seed").top1.mean()
+
+
+def _unjudged(diffs: list[Diff]) -> str | None:
+    """The verdict where any difference rests on fewer than 2 seeds (its seed noise is unknown, so it can
+    be called neither an effect nor its absence); None where all can be judged."""
+    n = min(d.n for d in diffs)
+    return f"{UNJUDGED}: {_seeds(n)}" if n < 2 else None
+
+
+def _judge(diffs: list[Diff]) -> str:
+    """holds if every difference counts under RULE, does not hold if none does, else partly."""
+    outcomes = [d.counts for d in diffs]
+    return _unjudged(diffs) or (HOLDS if all(outcomes) else FAILS if not any(outcomes) else PARTLY)
 
 
 def _family(plan: Plan, model: str) -> str:
@@ -46,88 +110,102 @@ def _family(plan: Plan, model: str) -> str:
 
 def pretraining_beats_scratch(summary: pd.DataFrame, plan: Plan) -> Claim:
     """(a) Every (task, resolution): the largest upstream's fine-tune against the same model from scratch;
-    better = the mean difference exceeds its sd over seeds."""
+    better = the mean difference counts under RULE (beyond 2 SE over seeds)."""
     text = "pre-training beats training from scratch on every downstream task"
     paper = "sec. 4: every transfer result starts from a pre-trained model; training ViT on the small tasks alone is far worse"
     largest = plan.upstreams[-1] if plan.upstreams else None
     models = [m for m in plan.config["finetune"].get("from_scratch", []) if (m, largest) in plan.finetune_runs]
     if not models:
         return Claim("a", text, paper, "no model is both pre-trained and trained from scratch here", UNTESTED)
-    parts, outcomes = [], []
+    parts, diffs = [], []
     for m in models:
         d = summary[summary.model == m]
         lost = []
         pairs = d[d.upstream == largest].groupby(["task_label", "resolution"])
         for (task, res), g in pairs:
             s = d[(d.upstream == "scratch") & (d.task_label == task) & (d.resolution == res)]
-            diff, sd = _diff(g.top1, s.top1)
-            outcomes.append(diff > sd)
-            if not outcomes[-1]:
-                lost.append(f"{task} {res} px ({diff:+.1f} ± {sd:.1f})")
+            diffs.append(diff_over_seeds(_per_seed(g), _per_seed(s)))
+            if not diffs[-1].counts:
+                lost.append(f"{task} {res} px ({diffs[-1]})")
         parts.append(f"{plan.model_label(m)}: better on {pairs.ngroups - len(lost)}/{pairs.ngroups} task x resolution "
                      f"pairs" + (f", not on {', '.join(lost)}" if lost else ""))
-    verdict = HOLDS if all(outcomes) else FAILS if not any(outcomes) else PARTLY
+    verdict = _judge(diffs)
     return Claim("a", text, paper, f"pre-trained on {plan.label(largest)} vs from scratch "
-                 f"(points = mean top-1 difference): " + "; ".join(parts), verdict)
+                 f"(points = mean top-1 difference ± SE): " + "; ".join(parts), verdict)
 
 
-def resnet_then_vit(scores: pd.DataFrame, plan: Plan, resolution: int) -> Claim:
-    """(b) Mean over tasks, per seed, at `resolution`: the ResNet's lead over the ViT on the smallest and
-    the largest upstream set. Holds if the ResNet leads on the smallest and the ViT leads or ties
-    (within noise) on the largest; partly if the lead only shrinks beyond noise."""
-    text = "with the smallest upstream set the ResNet beats the ViT; with the largest the ViT catches up or wins"
-    paper = "Fig. 3 / Table 5 (paper): ViT-L/16 76.5 vs ViT-B/16 77.9 ImageNet top-1 after ImageNet pre-training, below BiT; after JFT-300M ViT-L/16 87.1, ViT-H/14 88.0, above BiT"
+def _resnet_leads(scores: pd.DataFrame, plan: Plan) -> tuple[str, str, list[str]] | None:
+    """The ResNet and the ViT that claims (b) and (b') compare, and the upstream sets they were trained on
+    here (released weights are left out: their data is not one of our sizes); None where either is missing."""
     ups = [u for u in plan.upstreams if plan.dataset(u).get("source") != "released"]
     fam = {m: _family(plan, m) for m in scores.model.unique()}
     vits = [m for m, f in fam.items() if f == "vit"]
     resnets = [m for m, f in fam.items() if f == "resnet"]
-    s = scores[scores.resolution == resolution]
-    if len(ups) < 2 or not vits or not resnets:
+    return (resnets[0], vits[0], ups) if len(ups) >= 2 and vits and resnets else None
+
+
+def _lead(scores: pd.DataFrame, resnet: str, vit: str, upstream: str, resolution: int) -> Diff:
+    """The ResNet minus the ViT, mean over tasks per seed, after pre-training on `upstream`."""
+    s = scores[(scores.resolution == resolution) & (scores.upstream == upstream)]
+    return diff_over_seeds(_per_seed(s[s.model == resnet]), _per_seed(s[s.model == vit]))
+
+
+def resnet_then_vit(scores: pd.DataFrame, plan: Plan, resolution: int) -> Claim:
+    """(b) Mean over tasks, per seed, at `resolution`: the ResNet's lead over the ViT on the smallest and
+    the largest upstream set. Holds if the lead counts (RULE) on the smallest and not on the largest (the
+    ViT leads or ties within 2 SE); partly if it counts on the smallest and only shrinks beyond 2 SE."""
+    text = "with the smallest upstream set the ResNet beats the ViT; with the largest the ViT catches up or wins"
+    paper = "Fig. 3 / Table 5 (paper): ViT-L/16 76.5 vs ViT-B/16 77.9 ImageNet top-1 after ImageNet pre-training, below BiT; after JFT-300M ViT-L/16 87.1, ViT-H/14 88.0, above BiT"
+    pair = _resnet_leads(scores, plan)
+    if pair is None:
         return Claim("b", text, paper, "needs a ViT and a ResNet pre-trained on at least two upstream sets", UNTESTED)
-    v, r = vits[0], resnets[0]
-    gaps = {}
-    for up in (ups[0], ups[-1]):
-        gaps[up] = _diff(s[(s.model == r) & (s.upstream == up)].top1, s[(s.model == v) & (s.upstream == up)].top1)
-    (g0, sd0), (g1, sd1) = gaps[ups[0]], gaps[ups[-1]]
-    resnet_first = g0 > sd0
-    if resnet_first and g1 <= sd1:
-        verdict = HOLDS
-    elif resnet_first and g0 - g1 > (sd0 ** 2 + sd1 ** 2) ** 0.5:
-        verdict = PARTLY
-    else:
-        verdict = FAILS
-    evidence = (f"{plan.model_label(r)} minus {plan.model_label(v)} (mean over tasks, {resolution} px): "
-                f"{g0:+.1f} ± {sd0:.1f} points on {plan.label(ups[0])}, "
-                f"{g1:+.1f} ± {sd1:.1f} on {plan.label(ups[-1])}")
+    r, v, ups = pair
+    g0, g1 = (_lead(scores, r, v, up, resolution) for up in (ups[0], ups[-1]))
+    verdict = _unjudged([g0, g1]) or (HOLDS if g0.counts and not g1.counts else
+                                      PARTLY if g0.counts and diff_over_seeds(g0, g1).counts else FAILS)
+    evidence = (f"{plan.model_label(r)} minus {plan.model_label(v)} (mean over tasks, {resolution} px, ± SE): "
+                f"{g0} points on {plan.label(ups[0])}, {g1} on {plan.label(ups[-1])}")
     return Claim("b", text, paper, evidence, verdict)
+
+
+def resnet_lead_shrinks(scores: pd.DataFrame, plan: Plan, resolution: int) -> Claim:
+    """(b') The weaker half of (b), judged on its own: the ResNet-minus-ViT lead on the smallest upstream set
+    minus that on the largest (per seed, mean over tasks at `resolution`) counts under RULE. It can hold
+    where (b) does not: the lead may shrink with data without the ViT catching up at this scale."""
+    text = "the ResNet's lead shrinks as data grows"
+    paper = "Fig. 3 (paper): BiT leads after ImageNet pre-training, the two are similar after ImageNet-21k, ViT leads after JFT-300M"
+    pair = _resnet_leads(scores, plan)
+    if pair is None:
+        return Claim("b'", text, paper, "needs a ViT and a ResNet pre-trained on at least two upstream sets", UNTESTED)
+    r, v, ups = pair
+    g0, g1 = (_lead(scores, r, v, up, resolution) for up in (ups[0], ups[-1]))
+    shrink = diff_over_seeds(g0, g1)
+    evidence = (f"{plan.model_label(r)} minus {plan.model_label(v)} (mean over tasks, {resolution} px, ± SE): "
+                f"{g0} points on {plan.label(ups[0])}, {g1} on {plan.label(ups[-1])}; "
+                f"the lead shrinks by {shrink}")
+    return Claim("b'", text, paper, evidence, _judge([shrink]))
 
 
 def higher_resolution_helps(summary: pd.DataFrame, plan: Plan, ablation: pd.DataFrame | None = None) -> Claim:
     """(c) Every pre-trained ViT: mean over tasks at the highest fine-tuning resolution against the
-    pre-training one. Holds if higher beats lower beyond noise for every checkpoint."""
+    pre-training one, per seed. Holds if higher beats lower under RULE (beyond 2 SE) for every checkpoint."""
     text = "fine-tuning above the pre-training resolution, position embeddings interpolated in 2D, beats the pre-training resolution"
     paper = "sec. 3.2 and Tables 2/5 (paper): fine-tuning at 384 px (512/518 for ImageNet) after pre-training at 224 px"
     d = summary[(summary.upstream != "scratch") & summary.model.map(lambda m: _family(plan, m) == "vit")]
-    parts, outcomes = [], []
+    parts, diffs = [], []
     for (m, up), g in d.groupby(["model", "upstream"]):
         lo = plan.pretrain_resolution(m, up)
         hi = g.resolution.max()
-        if hi <= lo:
+        if hi <= lo or lo not in set(g.resolution):
             continue
-        per_seed = g.groupby(["resolution", "seed"]).top1.mean()
-        diff, sd = _diff(per_seed[hi], per_seed[lo]) if lo in per_seed.index.get_level_values(0) else (None, None)
-        if diff is None:
-            continue
-        outcomes.append(diff > sd)
-        parts.append(f"{plan.model_label(m)} from {plan.label(up)}: {hi} px minus {lo} px "
-                     f"{diff:+.1f} ± {sd:.1f}")
-    if not outcomes:
+        diffs.append(diff_over_seeds(_per_seed(g[g.resolution == hi]), _per_seed(g[g.resolution == lo])))
+        parts.append(f"{plan.model_label(m)} from {plan.label(up)}: {hi} px minus {lo} px {diffs[-1]}")
+    if not diffs:
         return Claim("c", text, paper, "no ViT is fine-tuned both at and above its pre-training resolution", UNTESTED)
     if ablation is not None and len(ablation):
         for mode, g in ablation.groupby("posemb_interp"):
             parts.append(f"with {mode} interpolation instead: mean {g.groupby('seed').top1.mean().mean():.1f}")
-    verdict = HOLDS if all(outcomes) else FAILS if not any(outcomes) else PARTLY
-    return Claim("c", text, paper, "mean top-1 over tasks, points: " + "; ".join(parts), verdict)
+    return Claim("c", text, paper, "mean top-1 over tasks, points ± SE: " + "; ".join(parts), _judge(diffs))
 
 
 def compute_efficiency(scores: pd.DataFrame, plan: Plan) -> Claim:
@@ -189,7 +267,9 @@ def posemb_2d_structure(inspect: dict | None) -> Claim:
 
 
 def scorecard(summary, scores, plan: Plan, resolution, ablation=None, inspect=None) -> pd.DataFrame:
+    """One row per claim, (b') beside (b), with the columns key, claim, paper, evidence, verdict; the rule
+    the verdicts follow is RULE."""
     claims = [pretraining_beats_scratch(summary, plan), resnet_then_vit(scores, plan, resolution),
-              higher_resolution_helps(summary, plan, ablation), compute_efficiency(scores, plan),
+              resnet_lead_shrinks(scores, plan, resolution), higher_resolution_helps(summary, plan, ablation), compute_efficiency(scores, plan),
               attention_distance_grows(inspect), posemb_2d_structure(inspect)]
     return pd.DataFrame([asdict(c) for c in claims])

@@ -68,8 +68,8 @@ def scorecard_section(r: Results) -> list[str]:
     cards = claims(r)
     return [
         "## Claims scorecard", "",
-        "Each claim of the paper against this run's numbers. A difference counts only where it exceeds one "
-        "sd of the difference over seeds (vit/report/scorecard.py states each rule). *At this scale* means 2k-20k "
+        "Each claim of the paper against this run's numbers. " + scorecard.RULE + " (vit/report/scorecard.py "
+        "states how each claim applies it.) *At this scale* means 2k-20k "
         "procedural images instead of 1.3M-300M photographs: a claim that does not hold here is not refuted "
         "for the paper's scale, and one that holds is weak evidence.", "",
         cards.assign(claim="(" + cards.key + ") " + cards.claim).rename(columns={

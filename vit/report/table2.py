@@ -1,6 +1,7 @@
 """The paper's Table 2, mirrored (reports/table2.md): our models pre-trained on the largest upstream set and
-fine-tuned at the highest resolution, then the paper's rows for the models ours stand in for, then the
-verdicts where the preset targets the paper's numbers."""
+fine-tuned at the highest resolution, then every model column of the paper's Table 2 (labelled as the paper's,
+each with our stand-in where the preset has one), then the verdicts where the preset targets the paper's
+numbers."""
 from __future__ import annotations
 
 from types import MappingProxyType
@@ -54,20 +55,53 @@ def _noisy_student(summary: pd.DataFrame, compute_pre: pd.DataFrame, p: Plan) ->
 
 
 def _paper_cell(v: dict | None) -> str:
-    return "–" if not v else (f"{v['mean']:.2f} ± {v['std']:.2f}" if v.get("std") else f"{v['mean']:.2f}")
+    """A Table 2 cell: mean ± std (std as printed, 0.00 included), the alternative number where the paper
+    prints two (Noisy Student's ImageNet 88.4 / 88.5), "–" where it prints none."""
+    if not v:
+        return "–"
+    return verdicts._fmt(v["mean"], v.get("std")) + (f" / {v['alt']:.2f}" if v.get("alt") is not None else "")
+
+
+def _paper_name(key: str) -> str:
+    """A Table 2 row key as the paper's model: ViT-H/14_JFT -> ViT-H/14 (its pre-training set has a column of
+    its own), BiT-L_R152x4 -> BiT-L R152x4."""
+    head, _, tail = key.rpartition("_")
+    return head if tail in verdicts.ABBR.values() else key.replace("_", " ")
+
+
+def _own_row(p: Plan, reference: dict, model: str) -> str | None:
+    """The Table 2 row key of `model` itself, where one of its checkpoints is the paper's own model on the
+    paper's pre-training set (the cells vit.report.verdicts judges it against), else None."""
+    name = p.config["models"].get(model, {}).get("name")
+    for up in [up for m, up in p.checkpoints if m == model] if name else []:
+        pretrained = verdicts._paper_set(p, model, up)
+        found = verdicts._paper_cells("table2", reference, name, pretrained) if pretrained else None
+        if found:
+            return found[0]
+    return None
+
+
+def stand_ins(p: Plan, reference: dict) -> dict[str, list[str]]:
+    """Table 2 row key -> the labels of this preset's models for it: those that stand in for it
+    (models.<m>.paper_row) and those that are its own model on its own pre-training set (marked so)."""
+    out: dict[str, list[str]] = {}
+    for m in dict.fromkeys(m for m, _ in p.finetune_runs):
+        own, row = _own_row(p, reference, m), p.config["models"].get(m, {}).get("paper_row")
+        if own:
+            out.setdefault(own, []).append(f"{p.model_label(m)} (the paper's own model and pre-training set)")
+        if row and row != own:
+            out.setdefault(row, []).append(p.model_label(m))
+    return out
 
 
 def paper_rows(p: Plan, reference: dict) -> pd.DataFrame:
-    """The paper's Table 2 rows that our models stand in for (models.<m>.paper_row), once each."""
-    t2, rows, seen = reference["table2"]["models"], [], set()
-    for spec in p.config["models"].values():
-        key = spec.get("paper_row")
-        if key not in t2 or key in seen:
-            continue
-        seen.add(key)
-        row = t2[key]
-        out = {"model (paper)": key.split("_")[0] + ("" if key.startswith("ViT") else " " + key.split("_", 1)[1]),
-               "pre-trained on (paper)": row["pretrain"], "stands in for ours": spec["label"]}
+    """Every model column of the paper's Table 2 (every `table2.models` key of reference.yaml, in the paper's
+    order), labelled as the paper's, each with this preset's models for it or "no stand-in in this preset"."""
+    ours = stand_ins(p, reference)
+    rows = []
+    for key, row in reference["table2"]["models"].items():
+        out = {"model (paper)": f"{_paper_name(key)} (paper)", "pre-trained on (paper)": row["pretrain"],
+               "our stand-in (this preset)": "; ".join(ours.get(key, [])) or "no stand-in in this preset"}
         out.update({f"{name} (paper)": _paper_cell(row.get(col)) for col, name in PAPER_COLUMNS.items()})
         out["TPUv3-core-days (paper)"] = row["tpuv3_core_days"]
         rows.append(out)
@@ -88,14 +122,14 @@ def verdict_lines(summary: pd.DataFrame, reference: dict, p: Plan) -> list[str]:
     """Verdicts where the preset targets the paper's numbers (`paper_table`), else why there are none."""
     table = p.config.get("paper_table")
     if not table:
-        return ["The two tables share a design, not datasets: our downstream tasks are laptop-scale stand-ins "
-                "(see report.md), so compare the ordering of the models, not the numbers. No verdicts against "
-                "the paper: this preset targets none of its numbers (the paper presets set `paper_table`)."]
+        return [("The two tables share a design, not datasets: our downstream tasks are laptop-scale stand-ins "
+                 "(see report.md), so compare the ordering of the models, not the numbers. No verdicts against "
+                 "the paper: this preset targets none of its numbers (the paper presets set `paper_table`).")]
     v = verdicts.verdict_table(summary, p, reference)
     counts = v.verdict.value_counts()
     return [f"## Verdicts against the paper's {verdicts.TABLES[table]}", "",
-            f"Each of our runs that is the paper's own model on the paper's pre-training set and task, judged: "
-            f"{verdicts.RULE}. Models that only stand in for a paper row (e.g. BiT-M for BiT-L) get no verdict.", "",
+            (f"Each of our runs that is the paper's own model on the paper's pre-training set and task, judged: "
+             f"{verdicts.RULE}. Models that only stand in for a paper row (e.g. BiT-M for BiT-L) get no verdict."), "",
             v.to_markdown(index=False) if len(v) else "(no run of this preset matches a paper cell)", "",
             ", ".join(f"{n} {k}" for k, n in counts.items()) + "." if len(v) else ""]
 
@@ -108,13 +142,20 @@ def table2(summary: pd.DataFrame, compute_pre: pd.DataFrame, reference: dict, p:
     rows = _ours(summary, compute_pre, p, hyperrule) + _noisy_student(summary, compute_pre, p)
     lines = ["# Table 2, mirrored", "", _ours_text(p, n_seeds), "", pd.DataFrame(rows).to_markdown(index=False), ""]
     if len(hyperrule):
-        lines += [f"Rows marked BiT-HyperRule fine-tune the same checkpoint with BiT's own recipe instead of the "
-                  f"shared protocol: {hyperrule_text(p)}.", ""]
+        lines += [(f"Rows marked BiT-HyperRule fine-tune the same checkpoint with BiT's own recipe instead of the "
+                   f"shared protocol: {hyperrule_text(p)}."), ""]
     if p.noisy_student:
-        lines += ["The Noisy Student row is the last iteration's student, pre-trained on the labelled set plus "
-                  "the pool images its teacher pseudo-labelled; its compute adds the first teacher's and every "
-                  "student's pre-training (the recipe's cost).", ""]
-    lines += ["**Paper** (Dosovitskiy et al. 2021, Table 2; numbers from `vit/reference.yaml`): top-1 in %, "
-              "mean ± std over 3 fine-tuning runs; compute in TPUv3-core-days.", "",
-              paper_rows(p, reference).to_markdown(index=False), ""]
+        lines += [("The Noisy Student row is the last iteration's student, pre-trained on the labelled set plus "
+                   "the pool images its teacher pseudo-labelled; its compute adds the first teacher's and every "
+                   "student's pre-training (the recipe's cost)."), ""]
+    paper, t2 = paper_rows(p, reference), reference["table2"]
+    unknown = {k: v for k, v in stand_ins(p, reference).items() if k not in t2["models"]}
+    lines += [(f"**Paper** (Dosovitskiy et al. 2021, Table 2, all {len(paper)} of its model columns, one row each; "
+               "numbers from `vit/reference.yaml`, not measured here): top-1 in %, mean ± std over 3 fine-tuning "
+               "runs; compute in TPUv3-core-days. Beside each, this preset's stand-in for it, where it has one."), "",
+              paper.to_markdown(index=False), "",
+              "Paper notes: " + "; ".join(t2.get("notes", [])).replace("+-", "±") + ".", ""]
+    if unknown:  # a paper_row that names no Table 2 column (a typo, or a row reference.yaml lacks)
+        lines += ["Not in the table above, their `paper_row` naming no Table 2 column of `vit/reference.yaml`: "
+                  + "; ".join(f"{', '.join(v)} ({k})" for k, v in unknown.items()) + ".", ""]
     return "\n".join(lines + verdict_lines(summary, reference, p)) + "\n"

@@ -44,9 +44,12 @@ class Config:
     time_limit_s: float = 0.0       # the process's wall-clock budget (0 = the SLURM job's time limit, if any): the
                                     # run saves its state and exits with EXIT_RESUME before the budget runs out
     time_margin_s: float = 300.0    # ... this long before it (plus twice the slowest step): room for the state save
-    augment: str = "none"           # none | crop_flip | randaugment (crop_flip + RandAugment: Noisy Student)
+    augment: str = "none"           # none | crop_flip | inception_crop (+ flip; zooms into the stored image) |
+                                    # randaugment (crop_flip + RandAugment: Noisy Student) | inception_crop+randaugment
     seed: int = 0
     eval_every: int = 0
+    keep_best: bool = False         # keep the weights of the best val top-1 (of the evaluations every eval_every steps
+                                    # and at the end) as checkpoint.pt and the val/test results: where a run overfits
     log_every: int = 25
     ckpt_every: int = 200           # resumable state every N steps (0 = never)
     save_checkpoint: bool = True    # write the final weights (pre-training: yes; grid fine-tunes: optional)

@@ -13,6 +13,10 @@ It resumes by itself from `state-<config hash>.pt` (vit.train.state), which is s
 steps, lives outside Snakemake's declared outputs (so a failed job's cleanup cannot delete it) and is
 removed once the run has finished. Before the process's wall-clock budget runs out it saves the state
 and exits with EXIT_RESUME (vit.train.deadline).
+
+With `--keep_best` (a run that may overfit: a small upstream set seen for many epochs), checkpoint.pt,
+the val result and the test and few-shot scores are those of the best validation's weights where an
+earlier validation beat the final one; summary.json records both ("best", "last") and which it "kept".
 """
 from __future__ import annotations
 
@@ -119,6 +123,9 @@ def train(cfg: Config, process: Process | None = None) -> dict:
 def _start(cfg: Config) -> Run:
     if not cfg.data or not cfg.out:
         raise ConfigError("--data and --out are required")
+    if cfg.keep_best and not (cfg.val_split and cfg.eval_every > 0):
+        raise ConfigError(f"--keep_best chooses the weights by validation: it needs --val_split and --eval_every > 0 "
+                          f"(got val_split={cfg.val_split!r}, eval_every={cfg.eval_every})")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -133,7 +140,9 @@ def _start(cfg: Config) -> Run:
 
 def _data(cfg: Config) -> TrainSet:
     xs, ys, manifest = data.load_split(cfg.data, cfg.train_split, soft=cfg.soft_targets)
-    x = data.images(xs, cfg.img_size, cfg.memory_gb)
+    # an inception crop zooms into the stored image: keep its full resolution (it is resized per batch)
+    keep = xs.shape[1] if cfg.augment.startswith("inception_crop") else cfg.img_size
+    x = data.images(xs, keep, cfg.memory_gb)
     return TrainSet(x, torch.from_numpy(ys), manifest, optim.to_steps(cfg.epochs, cfg.steps, len(x), cfg.batch_size))
 
 
@@ -283,6 +292,9 @@ def _validate(job: Job, done: int) -> None:
         job.log.write(step=done, split="fewshot", **probes)
     job.progress.history.append({"step": done, "split": run.cfg.val_split, "loss": result["loss"],
                                  "top1": result["top1"]})
+    best = job.progress.best
+    if run.cfg.keep_best and (best is None or best.beaten_by(result)):
+        job.progress.best = state.Best.of(done, result, scored)
     job.nets.optimised.train()
     job.progress.eval_time += time.perf_counter() - t0
 
@@ -296,8 +308,9 @@ def _save(job: Job, done: int) -> None:
 def _records(job: Job, trainset: TrainSet, init_info: dict, cost: dict) -> dict:
     """Rank 0's final evaluation, summary.json and checkpoint.pt; the resumable state is then removed."""
     run, cfg, t0 = job.run, job.run.cfg, time.perf_counter()
-    scores = _final_scores(job)
+    scores, choice = _final_scores(job)
     summary = _summary(job, trainset, init_info, cost, scores, final_eval_time=time.perf_counter() - t0)
+    summary.update(choice)
     if cfg.save_checkpoint:
         save_torch(run.out / "checkpoint.pt", models.checkpoint(job.nets.scored, cfg.model_args,
                                                                 trainset.manifest["num_classes"], cfg.img_size,
@@ -308,17 +321,42 @@ def _records(job: Job, trainset: TrainSet, init_info: dict, cost: dict) -> dict:
     return summary
 
 
-def _final_scores(job: Job) -> dict:
-    run, scored, results = job.run, job.nets.scored, {}
+def _final_scores(job: Job) -> tuple[dict, dict]:
+    """The scores at the end, and with keep_best the choice of weights ({} without): val on the last
+    weights; then test and the few-shot probes on the weights kept."""
+    run, cfg, results = job.run, job.run.cfg, {}
     with fastest.autocast(run.device, job.form):  # scored in the precision it trained in
-        for split in dict.fromkeys(s for s in (run.cfg.val_split, run.cfg.test_split) if s):
-            results[split] = scoring.split(scored, run.cfg, split, run.device)
-            job.log.write(step=job.steps, split=split, **results[split])
+        if cfg.val_split:
+            _score(job, cfg.val_split, results)
+        choice = _keep(job, results) if cfg.keep_best else {}
+        if choice:  # says, before them, whose weights the lines that follow scored
+            job.log.write(step=job.steps, split="keep_best", **choice)
+        if cfg.test_split and cfg.test_split != cfg.val_split:
+            _score(job, cfg.test_split, results)
         if job.probe_sets:
-            results["fewshot"] = scoring.probes(scored, job.probe_sets, run.cfg, run.device)
+            results["fewshot"] = scoring.probes(job.nets.scored, job.probe_sets, cfg, run.device)
             job.log.write(step=job.steps, split="fewshot", **results["fewshot"])
     job.log.close()
-    return results
+    return results, choice
+
+
+def _score(job: Job, split: str, results: dict) -> None:
+    results[split] = scoring.split(job.nets.scored, job.run.cfg, split, job.run.device)
+    job.log.write(step=job.steps, split=split, **results[split])
+
+
+def _keep(job: Job, results: dict) -> dict:
+    """keep_best: where an earlier validation beat the final one (a tie keeps the last weights), its weights
+    go into the scored module (training is over) and its result becomes the val result; returns the
+    summary's record of the choice."""
+    val, best = job.run.cfg.val_split, job.progress.best
+    last = {"step": job.steps, "val_top1": results[val]["top1"], "val_loss": results[val]["loss"]}
+    if best is None or best.result["top1"] <= results[val]["top1"]:
+        return {"best": last, "last": last, "kept": "last"}
+    job.nets.scored.load_state_dict(best.weights)
+    results[val] = best.result
+    return {"best": {"step": best.step, "val_top1": best.result["top1"], "val_loss": best.result["loss"]},
+            "last": last, "kept": "best"}
 
 
 def _summary(job: Job, trainset: TrainSet, init_info: dict, cost: dict, results: dict, final_eval_time: float) -> dict:

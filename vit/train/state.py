@@ -2,7 +2,8 @@
 
 The state is `<out>/state-<config hash>.pt`. The learning-rate schedule is a pure function of (step,
 config) and the batches of (seed, step), so the step restores both; the RNG state makes dropout and
-stochastic depth continue as if uninterrupted. metrics.jsonl is cut back to the saved step.
+stochastic depth continue as if uninterrupted. metrics.jsonl is cut back to the saved step. With
+keep_best, the best validation so far and its weights travel with the state (`Best`).
 """
 from __future__ import annotations
 
@@ -17,8 +18,26 @@ from vit.logs import save_torch
 
 
 @dataclass
+class Best:
+    """keep_best: the periodic validation with the highest top-1 so far, and the weights it scored (the
+    Polyak average, if any), copied to CPU: the accelerator keeps no second model."""
+    step: int
+    result: dict   # what scoring.split returned: the summary's val result if these weights are kept
+    weights: dict  # state_dict, buffers included
+
+    @staticmethod
+    def of(step: int, result: dict, module: torch.nn.Module) -> Best:
+        # a copy even of CPU tensors (.cpu() alone would alias the weights that training goes on changing)
+        return Best(step, dict(result), {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()})
+
+    def beaten_by(self, result: dict) -> bool:
+        """Whether `result` is better; a tie keeps the earlier weights."""
+        return result["top1"] > self.result["top1"]
+
+
+@dataclass
 class Progress:
-    """Where a run stands. The first seven fields are saved with the state; the rest are this process's."""
+    """Where a run stands. The first eight fields are saved with the state; the rest are this process's."""
     start: int = 0                 # the step this process began at (> 0 when resumed)
     train_time: float = 0.0        # seconds of timed training steps, summed over attempts
     timed_images: int = 0          # images in those steps
@@ -27,6 +46,7 @@ class Progress:
                                    # validation, state saves): the loop's real throughput, which `make bench` times
     eval_time: float = 0.0         # seconds of validation and few-shot probes during training
     form: dict | None = None       # the step's form (vit.train.fastest), kept so that a resumed run keeps it
+    best: Best | None = None       # keep_best: the best periodic validation so far
     slowest: float = 0.0           # the slowest step so far: the time limit keeps room for two more
     ckpt_time: float = 0.0         # the cost of resumability, reported in summary.json
     ckpt_saves: int = 0
@@ -52,6 +72,7 @@ def save(path: Path, step: int, progress: Progress, optimised: torch.nn.Module, 
                       "rng": torch.get_rng_state(), "loss_ema": progress.loss_ema,
                       "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
                       "ema": ema.module.state_dict() if ema is not None else None,
+                      "best": vars(progress.best) if progress.best is not None else None,
                       "config": dataclasses.asdict(config), "config_hash": chash})
 
 
@@ -75,9 +96,11 @@ def resume(path: Path, optimised: torch.nn.Module, opt: torch.optim.Optimizer, e
         lines = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
         metrics_path.write_text("".join(ln + "\n" for ln in lines))
     print(f"resuming {path} at step {step}")
+    best = Best(**state["best"]) if main and state.get("best") is not None else None  # rank 0 alone validates
     return Progress(start=step, train_time=state["train_time_s"], timed_images=state["timed_images"],
                     loss_ema=state.get("loss_ema"), loop_time=state.get("loop_time_s", 0.0),
-                    eval_time=state.get("eval_time_s", 0.0), form=state.get("form"), history=history(metrics_path) if main else [])
+                    eval_time=state.get("eval_time_s", 0.0), form=state.get("form"), best=best,
+                    history=history(metrics_path) if main else [])
 
 
 def history(metrics_path: Path) -> list[dict]:
