@@ -2,14 +2,18 @@ import shutil
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+import yaml
+from conftest import REPO, TINY_VIT
 
-from conftest import TINY_VIT
-from vit import cli, data, models
+from vit import cli, data, models, plan
 from vit.data import pseudo_label as ns
-from vit.logs import save_torch, sha256_file
-from vit.data.prepare import Config as PrepConfig, prepare
+from vit.data.prepare import Config as PrepConfig
+from vit.data.prepare import prepare
+from vit.logs import save_torch, sha256_file, write_json
+from vit.report.tables import ns_table
 
 TEACHER_SIZE = 16
 
@@ -123,21 +127,110 @@ def test_new_dataset_is_labelled_train_plus_selected_pool(digits_dir, pool_dir, 
     for split in ("val", "test"):  # real-label splits are the labelled set's, byte for byte
         for f in data.split_files(split):
             assert manifest["files"][f] == lab["files"][f] == sha256_file(tmp_path / "ns" / f)
-        xv, yv, _ = data.load_split(tmp_path / "ns", split)
+        _, yv, _ = data.load_split(tmp_path / "ns", split)
         assert np.array_equal(yv, data.load_split(digits_dir, split)[1])
     assert info["teacher"] == str(teacher) and info["threshold"] == 0.3 and info["per_class"] == 3
-    assert info["pool_labels_read"] is False and not (tmp_path / "ns.partial").exists()
+    assert info["pool_labels_used"] is False and not (tmp_path / "ns.partial").exists()
+    # the shapes pool's 8 classes are not the digits' 10: its labels cannot score digit pseudo labels
+    assert info["audit"]["labels_read"] is False and info["audit"]["kept_precision"] is None
+    assert "classes are not the labelled set's" in info["audit"]["note"]
 
 
-def test_pool_labels_are_never_read(digits_dir, pool_dir, teacher, tmp_path):
-    ref = _run(teacher, digits_dir, pool_dir, tmp_path / "a")
-    shuffled = tmp_path / "pool"
-    shutil.copytree(pool_dir, shuffled)
-    y = np.load(shuffled / "train_labels.npy")
-    np.save(shuffled / "train_labels.npy", np.random.default_rng(0).permutation(y)[::-1] + 1)  # no longer valid
-    assert _run(teacher, digits_dir, shuffled, tmp_path / "b")["files"] == ref["files"]
-    (shuffled / "train_labels.npy").unlink()  # not even opened
-    assert _run(teacher, digits_dir, shuffled, tmp_path / "c")["files"] == ref["files"]
+def _relabel(pool, labels):
+    """Replace a pool's labels, keeping its manifest's checksum in step (so the audit reads them)."""
+    np.save(pool / "train_labels.npy", labels)
+    manifest = data.read_manifest(pool)
+    manifest["files"]["train_labels.npy"] = sha256_file(pool / "train_labels.npy")
+    write_json(pool / data.MANIFEST, manifest)
+
+
+def _bytes(out):
+    return {f.name: f.read_bytes() for f in sorted(out.iterdir()) if f.name != data.MANIFEST}
+
+
+def test_pool_labels_never_change_the_written_dataset(digits_dir, teacher, tmp_path, monkeypatch):
+    """The same files, bit for bit, whatever the pool's labels are and whether the audit runs at all:
+    labels the audit reads (true and permuted), a label file that fails its checksum, none, and no audit."""
+    pool = tmp_path / "pool"  # the digits' own train split as the pool: same classes, so the audit reads labels
+    shutil.copytree(digits_dir, pool)
+    ref = _run(teacher, digits_dir, pool, tmp_path / "a")
+    a = ref["info"]["audit"]
+    assert a["labels_read"] is True and 0 <= a["pool_top1"] <= 1 and a["pool_correct"] is not None
+
+    y = np.load(pool / "train_labels.npy")
+    _relabel(pool, (y + 1) % 10)  # every label changed, still valid: the audit reads them and scores differently
+    permuted = _run(teacher, digits_dir, pool, tmp_path / "b")
+    assert permuted["files"] == ref["files"] and _bytes(tmp_path / "b") == _bytes(tmp_path / "a")
+    assert permuted["info"]["audit"]["labels_read"] and permuted["info"]["audit"]["pool_correct"] != a["pool_correct"]
+
+    np.save(pool / "train_labels.npy", y[::-1] + 100)  # out of range and not the manifest's checksum
+    bad = _run(teacher, digits_dir, pool, tmp_path / "c")
+    assert bad["files"] == ref["files"] and bad["info"]["audit"]["labels_read"] is False
+    assert "does not match its manifest's checksum" in bad["info"]["audit"]["note"]
+
+    (pool / "train_labels.npy").unlink()  # a pool without labels: nothing to audit, the same dataset
+    none = _run(teacher, digits_dir, pool, tmp_path / "d")
+    assert none["files"] == ref["files"] and _bytes(tmp_path / "d") == _bytes(tmp_path / "a")
+    assert none["info"]["audit"] == {"labels_read": False, "pool_top1": None, "kept_precision": None,
+                                     "selected_precision": None, "selected_unique_precision": None,
+                                     "pool_correct": None, "kept_correct": None, "selected_correct": None,
+                                     "note": "no labels to audit: the pool has no train_labels.npy"}
+    manifest = data.read_manifest(pool)  # nor listed in its manifest
+    del manifest["files"]["train_labels.npy"]
+    write_json(pool / data.MANIFEST, manifest)
+    assert _run(teacher, digits_dir, pool, tmp_path / "e")["info"]["audit"]["note"].startswith("no labels to audit")
+
+    shutil.copyfile(digits_dir / "train_labels.npy", pool / "train_labels.npy")  # labels back, audit switched off
+    monkeypatch.setattr(ns, "audit_pseudo_labels", lambda *args: None)
+    off = _run(teacher, digits_dir, pool, tmp_path / "f")
+    assert off["files"] == ref["files"] and _bytes(tmp_path / "f") == _bytes(tmp_path / "a")
+    assert off["info"]["audit"] is None
+
+
+def test_audit_precision_matches_a_hand_count(digits_dir, teacher, tmp_path, monkeypatch):
+    """A pool of 8 whose teacher predictions are fixed by hand; threshold 0.5, 2 per class."""
+    truth = [0, 0, 1, 1, 2, 2, 3, 3]
+    guess = [(0, .9), (0, .8), (0, .7), (1, .6), (2, .2), (1, .2), (3, .95), (2, .55)]
+    #         right    right    wrong    right    right,   wrong,   right     wrong
+    #         kept     kept     kept     kept     dropped  dropped  kept      kept
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    np.save(pool / "train_images.npy", np.random.default_rng(0).integers(0, 256, (8, 8, 8, 3), dtype=np.uint8))
+    np.save(pool / "train_labels.npy", np.array(truth, np.int64))
+    data.write_manifest(pool, name="pool", source="hand", group="", seed=0, task="",
+                        classes=data.read_manifest(digits_dir)["classes"], splits=["train"],
+                        files={f: sha256_file(pool / f) for f in data.split_files("train")}, info={}, started=0)
+    probs = np.zeros((8, 10), np.float32)
+    for row, (c, q) in enumerate(guess):
+        probs[row] = (1 - q) / 9
+        probs[row, c] = q
+    monkeypatch.setattr(ns, "predict", lambda *args: probs)
+    m = _run(teacher, digits_dir, pool, tmp_path / "ns", "--threshold=0.5", "--per_class=2")
+    a, c = m["info"]["audit"], m["info"]["counts"]
+    # kept: rows 0 1 2 3 6 7, right: 0 1 3 6
+    assert c["kept"] == 6 and (a["kept_correct"], a["kept_precision"]) == (4, 4 / 6)
+    # selected, 2 per class: class 0 its two most confident (0, 1), classes 1, 2, 3 their one kept row twice
+    # (3 3, 7 7, 6 6): 8 rows, 6 right; 5 distinct rows, 4 right
+    assert c["selected"] == 8 and c["selected_per_class"][:4] == [2, 2, 2, 2]
+    assert (a["selected_correct"], a["selected_precision"], a["selected_unique_precision"]) == (6, 0.75, 0.8)
+    # the teacher's argmax over the whole pool: rows 0 1 3 4 6 right
+    assert (a["pool_correct"], a["pool_top1"]) == (5, 5 / 8) and a["labels_read"] is True
+    _, y, _ = data.load_split(tmp_path / "ns", "train")
+    assert y[96:].tolist() == [0, 0, 1, 1, 3, 3, 2, 2]  # the teacher's labels, wrong ones included (rows 6 6 7 7)
+
+
+def test_report_table_shows_each_iterations_audit():
+    p = plan.load(yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text()))
+    its = p.noisy_student
+    audit = {"labels_read": True, "kept_precision": 4 / 6, "selected_precision": 0.75, "pool_top1": 5 / 8}
+    ns_info = {its[0]["dataset"]: {"counts": {"selected": 8}, "audit": audit},
+               its[1]["dataset"]: {"counts": {"selected": 8}, "audit": {"labels_read": False, "kept_precision": None}}}
+    empty = pd.DataFrame(columns=["model", "upstream", "resolution", "seed", "top1", "upstream_val_top1"])
+    t = ns_table(empty, empty, p, ns_info, 48)
+    col, top1 = "pseudo-label precision (kept / selected, %)", "its teacher's top-1 on the pool (%)"
+    assert t[col].tolist() == ["–", "66.7 / 75.0", "no labels to audit"]
+    assert t[top1].tolist() == ["–", "62.5", "no labels to audit"]
+    assert ns_table(empty, empty, p, {}, 48)[col].tolist() == ["–"] * 3  # manifests from before the audit
 
 
 def test_soft_labels_are_probabilities_beside_the_hard_ones(digits_dir, pool_dir, teacher, tmp_path):

@@ -5,6 +5,8 @@ nested sizes stands in for ImageNet / ImageNet-21k / JFT-300M (paper sec. 4.2); 
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from tqdm import tqdm
 
@@ -37,13 +39,31 @@ def prototypes(n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return base, amp, phase
 
 
+@dataclass(frozen=True)
+class Look:
+    """How instances are drawn (the pilots of docs/design.md vary these)."""
+    instances: int = 3            # 1 to this many instances of the class per image
+    clutter: bool = True          # background waves and 0-3 distractor ellipses
+    styles: int = 3               # fills drawn from: solid, striped, outline
+    fills: int = 1                # > 1: the fill is part of the class (class = prototype x fill)
+    palettes: int = 1             # > 1: the hue is part of the class too (class = prototype x palette x fill)
+    shapes: int = 0               # > 0: the contour is nuisance, each instance's drawn from this many prototypes,
+                                  # and the class is palette x fill alone
+    scale: tuple = (0.4, 0.8)     # an instance's largest radius, in half-frames
+    rotation: float = 0.5         # an instance turns by up to this fraction of a full turn either way (0.5: any angle)
+
+
 def contours(n: int, *, n_classes: int = 100, size: int = 64, seed: int = 0, chunk: int = 256, jitter: float = 0.04,
-             instances: int = 3, clutter: bool = True, styles: int = 3, fills: int = 1, scale=(0.4, 0.8)):
+             **look):
     """The upstream corpus: 1-3 instances of one class's contour anywhere in the frame (partly outside it
     too), each with its own pose, scale, aspect, fill and colour, over a textured background with
     distractor blobs. The label is the contour; everything else is nuisance. Rendered at `size` (above the
     pre-training resolution, so that an inception crop has detail to zoom into), 2x supersampled."""
-    base, amp, phase = prototypes(-(-n_classes // fills))
+    look = Look(**look)
+    fills, cues = look.fills, look.fills * look.palettes
+    if look.shapes and n_classes != cues:
+        raise ValueError(f"n_classes={n_classes}: with the contour as nuisance the classes are palettes x fills = {cues}")
+    base, amp, phase = prototypes(look.shapes or -(-n_classes // cues))
     names = [f"contour_{c:03d}" for c in range(n_classes)]
     u = np.random.default_rng(seed).random((n, 24 + 12 * MAX_INSTANCES), dtype=np.float32)  # row i = image i's factors
     labels = np.minimum((u[:, 0] * n_classes).astype(np.int64), n_classes - 1)
@@ -51,11 +71,19 @@ def contours(n: int, *, n_classes: int = 100, size: int = 64, seed: int = 0, chu
     out = np.empty((n, size, size, 3), np.uint8)
     for i in tqdm(range(0, n, chunk), desc="contours", unit="chunk", disable=n < 4 * chunk, mininterval=2):
         s = slice(i, i + chunk)
-        proto = labels[s] // fills
-        if fills > 1:  # the fill is part of the class: solid, striped, outline (, dotted)
-            u[s, 24 + 8::12] = ((labels[s] % fills)[:, None] + 0.5) / styles
-        a = amp[proto][:, None, :] + jitter * noise[s]   # per-instance shape jitter (intra-class variation)
-        out[s] = _render_contours(u[s], base[proto], a, phase[proto], size, instances, clutter, styles, scale)
+        if look.shapes:  # each instance its own contour (factor 11 of its 12)
+            proto = np.minimum((u[s, 24 + 11::12] * look.shapes).astype(np.int64), look.shapes - 1)
+        else:
+            proto = np.repeat((labels[s] // cues)[:, None], MAX_INSTANCES, 1)
+        if fills > 1:  # the fill is part of the class: solid, striped, outline
+            u[s, 24 + 8::12] = ((labels[s] % fills)[:, None] + 0.5) / look.styles
+        if look.palettes > 1:  # the hue is part of the class: each instance's hue within +-1/4 of a bin of it
+            hue = ((labels[s] % cues) // fills)[:, None] / look.palettes + (u[s, 24 + 5::12] - 0.5) / (2 * look.palettes)
+            rgb = _hsv(hue % 1, 0.5 + 0.5 * u[s, 24 + 6::12], 0.45 + 0.55 * u[s, 24 + 7::12])
+            for j in range(MAX_INSTANCES):
+                u[s, 24 + 12 * j + 5:24 + 12 * j + 8] = rgb[:, j]
+        a = amp[proto] + jitter * noise[s]   # per-instance shape jitter (intra-class variation)
+        out[s] = _render_contours(u[s], base[proto], a, phase[proto], size, look)
     return out, labels, names
 
 
@@ -74,8 +102,16 @@ def _contour_inside(ou, ov, base, amp, phase):
     return r <= np.maximum(rad, 0.2)
 
 
-def _render_contours(u: np.ndarray, base: np.ndarray, amp: np.ndarray, phase: np.ndarray, size: int, instances: int,
-                     clutter: bool, styles: int, scale: tuple) -> np.ndarray:
+def _hsv(h, s, v):
+    """HSV -> RGB, elementwise: (..., 3) float32."""
+    i = np.floor(h * 6).astype(int) % 6
+    f = h * 6 - np.floor(h * 6)
+    p, q, t = v * (1 - s), v * (1 - s * f), v * (1 - s * (1 - f))
+    table = np.stack([np.stack(c, -1) for c in ((v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q))])
+    return np.take_along_axis(table, i[None, ..., None], 0)[0].astype(np.float32)
+
+
+def _render_contours(u: np.ndarray, base: np.ndarray, amp: np.ndarray, phase: np.ndarray, size: int, look: Look) -> np.ndarray:
     # one sample per pixel: images are stored above every training resolution, so each use downsamples
     # them with antialiasing anyway
     g, n = size, len(u)
@@ -86,31 +122,32 @@ def _render_contours(u: np.ndarray, base: np.ndarray, amp: np.ndarray, phase: np
     ramp = np.cos(ang)[:, None, None] * t[None, None, :] + np.sin(ang)[:, None, None] * t[None, :, None]
     wave = np.sin((1 + 4 * u[:, 8, None, None]) * np.pi * t[None, None, :] + 6 * u[:, 9, None, None]) * \
         np.sin((1 + 4 * u[:, 10, None, None]) * np.pi * t[None, :, None] + 6 * u[:, 11, None, None])
-    shade = (0.3 * u[:, 12, None, None] * ramp + 0.12 * clutter * wave)[..., None]
+    shade = (0.3 * u[:, 12, None, None] * ramp + 0.12 * look.clutter * wave)[..., None]
     img = np.clip(bg[:, None, None, :] * (1 + shade), 0, 1) * np.ones((1, g, g, 3), np.float32)
     for d in range(3):
-        on = (u[:, 13] * 4 > d + 1) & clutter
+        on = (u[:, 13] * 4 > d + 1) & look.clutter
         du, dv = frame(n, g, u[:, 14 + 3 * d] * 2 - 1, u[:, 15 + 3 * d] * 2 - 1, 0.08 + 0.15 * u[:, 16 + 3 * d],
                         u[:, 16 + 3 * d] * 6)
         blob = (du * du + (dv / 0.5) ** 2 <= 1) & on[:, None, None]
         img[blob] = img[blob] * 0.4 + alt[np.nonzero(blob)[0]] * 0.6
     lum = np.array([0.3, 0.6, 0.1], np.float32)
-    count = 1 + (u[:, 23] * instances).astype(int)  # 1 to `instances` instances of the class
-    for j in range(instances):
+    count = 1 + (u[:, 23] * look.instances).astype(int)  # 1 to `instances` instances of the class
+    for j in range(look.instances):
         b = 24 + 12 * j                              # this instance's 12 factors
         on = count > j
-        size_j = scale[0] + (scale[1] - scale[0]) * u[:, b]  # largest radius, in half-frames
+        size_j = look.scale[0] + (look.scale[1] - look.scale[0]) * u[:, b]  # largest radius, in half-frames
         cx, cy = u[:, b + 1] * 1.6 - 0.8, u[:, b + 2] * 1.6 - 0.8   # the centre anywhere but the outer rim
         aspect = 0.8 + 0.4 * u[:, b + 3]
-        ou, ov = frame(n, g, cx, cy, size_j, u[:, b + 4] * 2 * np.pi)
-        inside = _contour_inside(ou * aspect[:, None, None], ov / aspect[:, None, None], base, amp[:, j], phase) & on[:, None, None]
+        ou, ov = frame(n, g, cx, cy, size_j, (u[:, b + 4] * 2 - 1) * look.rotation * 2 * np.pi)
+        inside = _contour_inside(ou * aspect[:, None, None], ov / aspect[:, None, None], base[:, j], amp[:, j], phase[:, j]) & on[:, None, None]
         fg = u[:, b + 5:b + 8]
-        low = np.abs(fg @ lum - bg @ lum) < 0.25     # keep the instance visible against the background
-        fg[low] = np.clip(1 - bg[low] * 0.9, 0, 1)
-        style = (u[:, b + 8] * styles).astype(int)   # solid, striped, or outline: nuisance, not class
+        low = np.abs(fg @ lum - bg @ lum) < 0.25     # keep the instance visible: darken or lighten it (same hue)
+        dark = (bg @ lum > 0.5)[:, None]
+        fg[low] = np.where(dark[low], fg[low] * 0.45, fg[low] + (1 - fg[low]) * 0.6)
+        style = (u[:, b + 8] * look.styles).astype(int)   # solid, striped, or outline: nuisance, not class
         stripes = np.sin((2 + 3 * u[:, b + 9, None, None]) * np.pi * (ou * np.cos(u[:, b + 10, None, None] * np.pi)
                                                                       + ov * np.sin(u[:, b + 10, None, None] * np.pi))) > 0
-        core = _contour_inside(ou * aspect[:, None, None] / 0.7, ov / aspect[:, None, None] / 0.7, base, amp[:, j], phase)
+        core = _contour_inside(ou * aspect[:, None, None] / 0.7, ov / aspect[:, None, None] / 0.7, base[:, j], amp[:, j], phase[:, j])
         paint = np.where((style == 1)[:, None, None], stripes, True) & ~((style == 2)[:, None, None] & core)
         colour = np.where(paint[..., None], fg[:, None, None, :], 0.6 * fg[:, None, None, :] + 0.4 * (1 - fg[:, None, None, :]))
         img = np.where(inside[..., None], colour, img)

@@ -11,6 +11,8 @@ Sources (all offline):
   dsprites_location, dsprites_orientation, clevr_count, clevr_distance
                               VTAB Structured-group tasks rendered procedurally (vit.data.synth)
   landcover                   a Specialized-group stand-in: EuroSAT-like aerial tiles, 10 classes (vit.data.synth)
+  flowers                     a Natural-group stand-in: procedural flowers, 16 species, fine-grained like
+                              Flowers-102 (vit.data.flowers)
   digits                      scikit-learn's 1,797 real handwritten digits (8x8, shipped in the wheel)
   fashion_mnist               Fashion-MNIST IDX files from {data_root}/FashionMNIST/raw or Debian's
                               dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist)
@@ -42,12 +44,12 @@ from tqdm import tqdm
 
 from vit import cli
 from vit.data import MANIFEST, DataError, split_files, write_manifest
-from vit.data import contours, sources, synth
+from vit.data import contours, flowers, sources, synth
 from vit.logs import config_hash, sha256_file
 from vit.plan import IMAGE_SOURCES
 
 SYNTH_SOURCES = ("contours", "shapes", "dsprites_location", "dsprites_orientation", "clevr_count", "clevr_distance",
-                 "landcover")
+                 "landcover", "flowers")
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 FASHION_CLASSES = ["t-shirt/top", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
                    "bag", "ankle boot"]
@@ -81,7 +83,7 @@ def _synth(cfg: Config) -> tuple[dict, list[str], dict]:
     # one another (nested, like subsampled ImageNet-21k in the paper's Fig. 3), and val/test stay apart.
     for offset, (split, n) in enumerate((("train", cfg.train), ("val", cfg.val), ("test", cfg.test))):
         if n > 0:
-            make = contours.make if cfg.source == "contours" else synth.make
+            make = {"contours": contours.make, "flowers": flowers.make}.get(cfg.source, synth.make)
             x, y, names, info = make(cfg.source, n, size=cfg.size, seed=cfg.seed * 10 + offset, **kw)
             splits[split] = (x, y)
     return splits, names, info

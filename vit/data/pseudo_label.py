@@ -12,8 +12,13 @@ the labelled set's own files, byte for byte, so the student is scored on real la
 trains with the one training loop (`vit.train --data=<out>`), and iterations chain as rules: student
 checkpoint -> next teacher.
 
-The pool's label file is never opened, nor checksummed (only the images are verified): our pools are
-generated, and the generator makes labels, but unlabelled data must not leak its labels into the student.
+The pool's labels never reach the selection or the written dataset: our pools are generated, and the
+generator makes labels, but unlabelled data must not leak its labels into the student. Only after the
+dataset's files are staged and checksummed does `audit_pseudo_labels` (an audit that never feeds back)
+read them, to record in the manifest's `info.audit` how often the pseudo labels are right: precision of
+the kept (confident) ones before balancing, of the selected (balanced) rows as written, and the teacher's
+argmax accuracy over the whole pool. A pool without usable labels (none on disk, a checksum mismatch,
+other classes than the labelled set's) records nulls and the reason; the dataset is the same either way.
 
 Choices:
 - Pool images are resized to the labelled set's size (antialiased bilinear, `vit.data.to_tensor`) when
@@ -57,7 +62,7 @@ POOL_SPLIT = "train"
 class Config:
     teacher: str = ""        # checkpoint.pt of the teacher (vit.train writes it)
     labelled: str = ""       # prepared dataset with real labels (train, val, [test])
-    unlabelled: str = ""     # prepared dataset whose train images are the pool (its labels are never read)
+    unlabelled: str = ""     # prepared dataset whose train images are the pool (its labels: audit only)
     out: str = ""            # the new prepared dataset, results/data/<name>
     name: str = ""           # dataset name in the manifest ("" = the out folder's name)
     threshold: float = 0.3   # keep pool images whose top teacher probability is >= this (NS: 0.3)
@@ -131,7 +136,8 @@ def load_teacher(path: str, num_classes: int, labelled: str):
 
 
 def pool_images(pool_dir: str) -> tuple[np.ndarray, dict]:
-    """The pool's train images, memory-mapped and checksummed; its labels file is deliberately not touched."""
+    """The pool's train images, memory-mapped and checksummed; its labels file is deliberately not touched
+    (only `audit_pseudo_labels` reads it, after the dataset is written)."""
     manifest = data.read_manifest(pool_dir)
     if POOL_SPLIT not in manifest["splits"]:
         raise cli.ConfigError(f"--unlabelled={pool_dir}: {Path(pool_dir) / MANIFEST} has no {POOL_SPLIT!r} split "
@@ -214,6 +220,50 @@ def _publish(stage: Path, out: Path, manifest: dict) -> dict:
     return manifest
 
 
+# ----------------------------------------------------------------------------- audit (never feeds back)
+def _precision(correct: np.ndarray) -> float | None:
+    return float(correct.mean()) if len(correct) else None
+
+
+def _pct(v: float | None) -> str:
+    return "–" if v is None else f"{100 * v:.1f} %"
+
+
+def audit_pseudo_labels(pool_dir: str, pool_manifest: dict, classes: list, pseudo: np.ndarray, keep: np.ndarray,
+                        selected: np.ndarray) -> dict:
+    """AUDIT ONLY, NEVER FEEDS BACK: how often the teacher's pseudo labels match the pool's true labels.
+
+    Called after the new dataset's files are staged and checksummed, and its result only goes into the
+    manifest's `info.audit`: nothing the stage selects or writes depends on it. `pseudo` is the teacher's
+    argmax per pool image, `keep` its confidence mask, `selected` the balanced pool indices as written
+    (duplicated copies count once per copy, as the student sees them). Precisions are fractions; each is
+    null where its set is empty, and all are null, with the reason, where the pool has no usable labels."""
+    n = len(pseudo)
+    fy = split_files(POOL_SPLIT)[1]
+    null = {"labels_read": False, "pool_top1": None, "kept_precision": None, "selected_precision": None,
+            "selected_unique_precision": None, "pool_correct": None, "kept_correct": None,
+            "selected_correct": None}
+    if fy not in pool_manifest.get("files", {}) or not (Path(pool_dir) / fy).exists():
+        return {**null, "note": f"no labels to audit: the pool has no {fy}"}
+    if list(pool_manifest.get("classes", [])) != list(classes):
+        return {**null, "note": "no labels to audit: the pool's classes are not the labelled set's"}
+    try:
+        data.verify(pool_dir, [fy], pool_manifest)
+    except data.DataError:
+        return {**null, "note": f"no labels to audit: the pool's {fy} does not match its manifest's checksum"}
+    truth = np.load(Path(pool_dir) / fy)
+    if truth.shape != (n,) or truth.min() < 0 or truth.max() >= len(classes):
+        return {**null, "note": f"no labels to audit: {fy} holds no label in [0, {len(classes)}) per pool image"}
+    right = np.asarray(pseudo) == truth
+    keep, selected = np.asarray(keep, bool), np.asarray(selected, np.int64)
+    unique = np.unique(selected)
+    return {"labels_read": True, "pool_top1": _precision(right), "kept_precision": _precision(right[keep]),
+            "selected_precision": _precision(right[selected]),
+            "selected_unique_precision": _precision(right[unique]), "pool_correct": int(right.sum()),
+            "kept_correct": int(right[keep].sum()), "selected_correct": int(right[selected].sum()),
+            "note": f"pool's {fy} read after the dataset was written, for this audit only"}
+
+
 # ----------------------------------------------------------------------------- stage
 def _check(cfg: Config) -> None:
     for key in ("teacher", "labelled", "unlabelled", "out"):
@@ -258,12 +308,15 @@ def noisy_student(cfg: Config) -> dict:
     stage.mkdir(parents=True)
     size = _stage_train(stage, cfg, pool_x, labels, probs, selected, k)
     _stage_other_splits(stage, cfg.labelled, labelled)
-    files = {f: sha256_file(stage / f) for f in sorted(os.listdir(stage))}
+    files = {f: sha256_file(stage / f) for f in sorted(os.listdir(stage))}  # the dataset is final here
+
+    # ---------------------------------------------------------------- audit: the pool's labels, read only now
+    audit = audit_pseudo_labels(cfg.unlabelled, pool_manifest, labelled["classes"], labels, keep, selected)
     n_labelled = int(labelled["splits"]["train"])
     info = {
         "teacher": cfg.teacher, "teacher_sha256": sha256_file(cfg.teacher), "teacher_img_size": ckpt["img_size"],
         "teacher_model_args": ckpt["model_args"], "labelled": cfg.labelled, "unlabelled": cfg.unlabelled,
-        "unlabelled_name": pool_manifest.get("name", ""), "pool_labels_read": False,
+        "unlabelled_name": pool_manifest.get("name", ""), "pool_labels_used": False,
         "threshold": cfg.threshold, "per_class": cfg.per_class, "per_class_effective": target,
         "labels": cfg.labels, "seed": cfg.seed, "pool_image_size": list(pool_x.shape[1:3]),
         "pool_resized": list(pool_x.shape[1:3]) != [size, size],
@@ -273,6 +326,7 @@ def noisy_student(cfg: Config) -> dict:
                    "kept_per_class": kept_hist.tolist(),
                    "selected_per_class": np.bincount(labels[selected], minlength=k).tolist(),
                    "empty_classes": empty},
+        "audit": audit,  # after the fact, from the pool's true labels; never used above
     }
     # last: a stage without a manifest is never published
     manifest = data.write_manifest(stage, name=cfg.name or out.name, source="noisy_student",
@@ -285,6 +339,12 @@ def noisy_student(cfg: Config) -> dict:
           f"{c['selected']} ({c['selected_unique']} unique, {target}/class) + {n_labelled} labelled -> {out}")
     if empty:
         print(f"  classes with no kept pool image: {[labelled['classes'][i] for i in empty]}")
+    a = manifest["info"].get("audit") or {}
+    if a.get("labels_read"):
+        print(f"  audit (pool labels, never fed back): pseudo-label precision kept {_pct(a['kept_precision'])}, "
+              f"selected {_pct(a['selected_precision'])}; teacher top-1 on the pool {_pct(a['pool_top1'])}")
+    elif a:
+        print(f"  audit: {a['note']}")
     return manifest
 
 

@@ -8,6 +8,8 @@ default's upstream corpus is vit.data.contours).
   64 px, white on black; docs/datasets.md, dSprites) with VTAB's location and orientation labels.
 - `clevr`: 2D CLEVR-like scenes (3-10 objects on a ground plane, size and height set by depth) with
   VTAB's count (n - 3) and closest-distance labels. Tests plumbing and label logic: not CLEVR itself.
+- `landcover`: EuroSAT-like aerial tiles, 10 classes told apart by texture and layout; colours overlap
+  (a per-image season, haze, gain), the texture scale varies and some tiles are mixed (docs/datasets.md).
 
 Everything is deterministic in `seed`, and nested: image i depends only on (seed, i), so the first m
 images of a larger set equal a set of size m. Shapes are rendered at 2x or 4x and box-filtered.
@@ -23,6 +25,7 @@ SHAPES = ("circle", "ellipse", "triangle", "square", "pentagon", "hexagon", "sta
           "plus", "heart", "ring", "crescent", "diamond", "semicircle", "arrow")
 PATTERNS = ("solid", "stripes", "checker", "outline")
 DSPRITES_SHAPES = ("square", "ellipse", "heart")
+MIXED_SHARE = 0.4  # landcover: the share of tiles where a second class covers an edge or a corner
 CLEVR_DIST_THRESHOLDS = (0.0, 8.0, 8.5, 9.0, 9.5, 10.0, 100.0)
 CLEVR_COLOURS = np.array([[87, 87, 87], [173, 35, 35], [42, 75, 215], [29, 105, 20], [129, 74, 25],
                           [129, 38, 192], [41, 208, 208], [255, 238, 51]], np.float32) / 255
@@ -282,54 +285,77 @@ def _smooth_noise(rng, size: int, cells: int) -> np.ndarray:
             + g[i + 1][:, i + 1] * fy * fx)
 
 
-def _landcover_tile(rng, c: int, size: int) -> np.ndarray:
-    name = LANDCOVER[c]
+def _landcover_texture(rng, name: str, size: int, veg: np.ndarray, soil: np.ndarray) -> np.ndarray:
+    """One class's ground at a random orientation and ground sampling distance (`gsd`: texture scale). The
+    vegetation and soil colours are the image's (a season, a region), shared by every class."""
     t = np.linspace(-1, 1, size)
     y, x = np.meshgrid(t, t, indexing="ij")
-    a = rng.uniform(0, np.pi)
-    u, v = x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)  # a random ground orientation
-    n1, n2 = _smooth_noise(rng, size, 4), _smooth_noise(rng, size, 16)
-    green = np.array([0.25, 0.45, 0.2]) * rng.uniform(0.8, 1.2)
-    img = green * (0.8 + 0.4 * n1[..., None])
-    if name == "annual_crop":      # parallel strips of alternating crops
-        strip = (np.floor((u + 1) * rng.uniform(3, 6)) % 2)[..., None]
-        img = np.where(strip > 0, [0.55, 0.5, 0.3], [0.4, 0.55, 0.25]) * (0.85 + 0.3 * n2[..., None])
-    elif name == "forest":         # dark, blotchy canopy
-        img = np.array([0.1, 0.25, 0.1]) * (0.6 + 0.8 * n2[..., None])
-    elif name == "herbaceous":     # mixed green-brown, fine texture
-        img = (green + np.array([0.2, 0.1, 0.05]) * n1[..., None]) * (0.7 + 0.6 * n2[..., None])
-    elif name == "highway":        # a grey road across fields
-        road = np.abs(v - rng.uniform(-0.4, 0.4)) < rng.uniform(0.06, 0.12)
-        img[road] = [0.55, 0.55, 0.55]
-    elif name == "industrial":     # large grey and white roofs
-        img = np.full((size, size, 3), 0.45) + 0.1 * n1[..., None]
-        for _ in range(rng.integers(2, 5)):
-            y0, x0 = rng.integers(0, size - 16, 2)
-            h, w = rng.integers(10, 24, 2)
-            img[y0:y0 + h, x0:x0 + w] = rng.uniform(0.6, 0.9)
-    elif name == "pasture":        # smooth light green
-        img = np.array([0.45, 0.65, 0.3]) * (0.9 + 0.2 * n1[..., None])
-    elif name == "permanent_crop":  # orchard: a regular grid of tree dots
-        k = rng.uniform(7, 11)
-        dots = (np.sin(u * k * np.pi) > 0.5) & (np.sin(v * k * np.pi) > 0.5)
-        img = np.where(dots[..., None], [0.15, 0.35, 0.12], [0.5, 0.45, 0.3])
-    elif name == "residential":    # small houses with red roofs along streets
-        k = rng.uniform(5, 8)
-        house = (np.sin(u * k * np.pi) > 0.2) & (np.sin(v * k * np.pi) > 0.2)
-        img = np.where(house[..., None], [0.7, 0.3, 0.25], [0.5, 0.5, 0.48]) * (0.9 + 0.2 * n2[..., None])
-    elif name == "river":          # a winding blue band
-        centre = 0.3 * np.sin(u * rng.uniform(2, 4) + rng.uniform(0, 6))
-        img[np.abs(v - centre) < rng.uniform(0.1, 0.2)] = [0.15, 0.25, 0.45]
-    elif name == "sea_lake":       # water, sometimes with a strip of shore
-        img = np.array([0.1, 0.2, 0.4]) * (0.85 + 0.3 * n1[..., None])
-        shore = u > rng.uniform(0.5, 1.2)
-        img[shore] = green * 1.1
-    img = img * rng.uniform(0.8, 1.2) + rng.normal(0, 0.02, (size, size, 3))  # sensor gain and noise
+    a, gsd = rng.uniform(0, np.pi), rng.uniform(0.6, 1.7)
+    u, v = x * np.cos(a) + y * np.sin(a), -x * np.sin(a) + y * np.cos(a)
+    n1, n2 = _smooth_noise(rng, size, 3)[..., None], _smooth_noise(rng, size, max(4, round(14 / gsd)))[..., None]
+    field = veg * (0.85 + 0.3 * n1) * (0.9 + 0.2 * n2)   # the fields most classes lie in
+    water = np.array([0.1, 0.2, 0.35]) * rng.uniform(0.7, 1.3, 3) + 0.25 * rng.uniform() * veg
+    grey = rng.uniform(0.4, 0.65) * rng.uniform(0.9, 1.1, 3)
+    if name == "annual_crop":      # strips of two crops (or crop and bare soil), faint or sharp
+        strip = (np.floor((u + 1) * rng.uniform(2.5, 6) / gsd) % 2)[..., None] * rng.uniform(0.3, 1)
+        other = veg * rng.uniform(0.7, 1.3, 3) if rng.random() < 0.5 else soil
+        return field * (1 - strip) + other * (0.9 + 0.2 * n2) * strip
+    if name == "forest":           # dark, blotchy canopy
+        return veg * rng.uniform(0.45, 0.8) * (0.55 + 0.9 * n2 * (0.7 + 0.6 * n1))
+    if name == "herbaceous":       # vegetation and bare soil in patches, fine texture
+        return field + (soil - field) * (0.6 * n1 * n2) + 0.08 * (n2 - 0.5)
+    if name == "pasture":          # smooth and light
+        return veg * rng.uniform(1.0, 1.3) * (0.92 + 0.16 * n1)
+    if name == "permanent_crop":   # orchard: rows of tree dots
+        k = rng.uniform(6, 11) / gsd
+        dots = (np.sin(u * k * np.pi) > 0.4) & (np.sin(v * k * np.pi) > rng.uniform(-0.6, 0.5))
+        return np.where(dots[..., None], veg * rng.uniform(0.45, 0.75), field * 0.5 + soil * 0.5)
+    if name == "highway":          # a road (sometimes two) across fields
+        road = np.abs(v - rng.uniform(-0.5, 0.5)) < rng.uniform(0.03, 0.09)
+        road |= (rng.random() < 0.3) & (np.abs(u - rng.uniform(-0.5, 0.5)) < rng.uniform(0.02, 0.06))
+        return np.where(road[..., None], grey, field)
+    if name == "industrial":       # large roofs over concrete, some green
+        img = grey + 0.1 * (n1 - 0.5) + (veg - grey) * (n1 > rng.uniform(0.6, 1.0))
+        for _ in range(rng.integers(2, 6)):
+            y0, x0 = rng.integers(0, size - 12, 2)
+            h, w = (rng.integers(8, 22, 2) / gsd).astype(int) + 2
+            img[y0:y0 + h, x0:x0 + w] = rng.uniform(0.35, 0.9) * rng.uniform(0.9, 1.1, 3)
+        return img
+    if name == "residential":      # small houses (red or grey roofs) along streets, gardens between
+        k = rng.uniform(4, 8) / gsd
+        house = (np.sin(u * k * np.pi) > 0.3) & (np.sin(v * k * np.pi + 3 * n1[..., 0]) > 0.2)
+        roof = [0.65, 0.3, 0.25] if rng.random() < 0.6 else grey * 1.2
+        return np.where(house[..., None], np.asarray(roof) * (0.8 + 0.4 * n2), field * 0.6 + grey * 0.4)
+    if name == "river":            # a winding band of water through fields
+        centre = rng.uniform(0.1, 0.4) * np.sin(u * rng.uniform(1.5, 4) + rng.uniform(0, 6))
+        return np.where((np.abs(v - centre) < rng.uniform(0.05, 0.2))[..., None], water, field)
+    img = water * (0.85 + 0.3 * n1)  # sea_lake: water, sometimes with a shore
+    return np.where((u > rng.uniform(0.3, 1.5))[..., None], field, img)
+
+
+def _landcover_tile(rng, c: int, size: int) -> np.ndarray:
+    season = rng.uniform()         # lush green to dry: the vegetation colours of all classes overlap
+    veg = np.array([0.22, 0.42, 0.16]) * (1 - season) + np.array([0.45, 0.42, 0.25]) * season
+    veg = veg * rng.uniform(0.8, 1.2, 3)
+    soil = np.array([0.5, 0.4, 0.3]) * rng.uniform(0.75, 1.25, 3)
+    img = _landcover_texture(rng, LANDCOVER[c], size, veg, soil)
+    if rng.random() < MIXED_SHARE:  # a mixed tile: another class covers an edge or a corner (at most 28 %)
+        t = np.linspace(-1, 1, size)
+        a = rng.uniform(0, 2 * np.pi)
+        side = np.cos(a) * t[None, :] + np.sin(a) * t[:, None] > rng.uniform(0.45, 1.0)
+        other = _landcover_texture(rng, LANDCOVER[(c + rng.integers(1, len(LANDCOVER))) % len(LANDCOVER)], size, veg, soil)
+        img = np.where(side[..., None], other, img)
+    haze = rng.uniform(0, 0.45) * _smooth_noise(rng, size, 2)[..., None]  # thin cloud and haze
+    img = img + (rng.uniform(0.6, 0.9) - img) * haze
+    if rng.random() < 0.5:         # a coarser sensor: blur
+        img = (img + np.roll(img, 1, 0) + np.roll(img, 1, 1) + np.roll(img, (1, 1), (0, 1))) / 4
+    img = img * rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, 3) + rng.normal(0, rng.uniform(0.02, 0.07), img.shape)
     return (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
 def landcover(n: int, *, size: int = 64, seed: int = 0):
-    """EuroSAT-like aerial tiles (10 land-cover classes): images (n,size,size,3) uint8 and labels."""
+    """EuroSAT-like aerial tiles (10 land-cover classes): images (n,size,size,3) uint8 and labels. The classes
+    differ in texture and layout; their colours overlap (season, haze, gain), tiles can be mixed."""
     labels = np.empty(n, np.int64)
     out = np.empty((n, size, size, 3), np.uint8)
     for i in tqdm(range(n), desc="landcover", unit="img", disable=n < 2000, mininterval=2):

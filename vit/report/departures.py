@@ -80,7 +80,7 @@ def _data(plan: Plan, reference: dict) -> list[str]:
         facts = reference["baselines"]["NoisyStudent"]
         pool = datasets.get(ns["pool"], {})
         jft = _approx(paper_sets["JFT-300M"]["images"])
-        lines.append(f"- Noisy Student: `{ns['pool']}` ({pool.get('train', 0):,} images, labels never read) is the "
+        lines.append(f"- Noisy Student: `{ns['pool']}` ({pool.get('train', 0):,} images; its labels are read only to audit the pseudo-labels) is the "
                      f"unlabelled pool in place of JFT-300M's {jft} images, "
                      f"{plan.label(ns['teacher']['upstream'])} the labelled set in place of ImageNet"
                      + _ns_setting("confidence threshold", ns.get("threshold", 0.3),

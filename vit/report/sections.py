@@ -160,11 +160,15 @@ def noisy_student(r: Results) -> list[str]:
         return []
     return [
         "## Noisy Student (the Table 2 baseline's recipe)", "",
-        "Iteration 0 is the teacher, pre-trained on the labelled set. In each iteration the un-noised teacher "
-        "pseudo-labels the unlabelled pool (its labels are never read), confident predictions are kept and "
-        "class-balanced, and a noised student (RandAugment input noise, dropout and stochastic depth) trains "
-        "on labelled + pseudo-labelled images, then teaches the next iteration (`vit/data/pseudo_label.py`). "
-        "Val top-1 is on the labelled set's own val split.", "",
+        ("Iteration 0 is the teacher, pre-trained on the labelled set. In each iteration the un-noised teacher "
+         "pseudo-labels the unlabelled pool, confident predictions are kept and class-balanced, and a noised "
+         "student (RandAugment input noise, dropout and stochastic depth) trains on labelled + pseudo-labelled "
+         "images, then teaches the next iteration (`vit/data/pseudo_label.py`). Val top-1 is on the labelled "
+         "set's own val split. Pseudo-label precision is the share of the kept (confidence at or above the "
+         "threshold, before balancing) and of the selected (balanced, duplicated copies counted) pseudo labels "
+         "that match the pool's true labels, beside the labelling teacher's top-1 over the whole pool. The "
+         "pool's labels are read only for this audit, after the pseudo-labelled set is written, and never "
+         "select, label or train anything (\"no labels to audit\" where the pool has none)."), "",
         table.to_markdown(index=False), ""]
 
 

@@ -165,33 +165,54 @@ def ssl_table(summary: pd.DataFrame, p: Plan) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), sentences
 
 
-def _ns_steps(p: Plan, ns_info: dict) -> list[tuple[int, tuple[str, str], str]]:
-    """(iteration, (model, upstream), what it trained on) of the teacher and each Noisy Student student;
-    the pseudo-label counts come from the pseudo-labelled sets' manifests (`ns_info`: dataset -> info)."""
+def _ns_steps(p: Plan, ns_info: dict) -> list[tuple[int, tuple[str, str], str, dict | None]]:
+    """(iteration, (model, upstream), what it trained on, audit) of the teacher and each Noisy Student student;
+    the pseudo-label counts and the audit of their precision (None for the teacher, or a manifest without one)
+    come from the pseudo-labelled sets' manifests (`ns_info`: dataset -> info)."""
     its = p.noisy_student
     threshold = p.config["noisy_student"].get("threshold", 0.3)
-    steps = [(0, its[0]["teacher"], p.label(its[0]["labelled"]) + " (labelled only)")]
+    steps = [(0, its[0]["teacher"], p.label(its[0]["labelled"]) + " (labelled only)", None)]
     for it in its:
-        c = ns_info.get(it["dataset"], {}).get("counts", {})
+        info = ns_info.get(it["dataset"], {})
+        c = info.get("counts", {})
         steps.append((it["iteration"], (it["student"], it["dataset"]),
-                      f"{c.get('labelled_train', '?')} labelled + {c.get('selected', '?')} pseudo-labelled "
-                      f"({c.get('kept', '?')} of {c.get('pool', '?')} pool images kept at confidence >= "
-                      f"{threshold}, {c.get('selected_unique', '?')} distinct after balancing)"))
+                      (f"{c.get('labelled_train', '?')} labelled + {c.get('selected', '?')} pseudo-labelled "
+                       f"({c.get('kept', '?')} of {c.get('pool', '?')} pool images kept at confidence >= "
+                       f"{threshold}, {c.get('selected_unique', '?')} distinct after balancing)"), info.get("audit")))
     return steps
+
+
+def _pct(v) -> str:
+    return "–" if v is None else f"{100 * v:.1f}"
+
+
+def _audit_cells(audit: dict | None) -> dict:
+    """The pseudo-label audit's cells (vit.data.pseudo_label.audit_pseudo_labels: the pool's true labels,
+    read after the pseudo-labelled set was written): precision of the kept / selected pseudo labels and the
+    labelling teacher's top-1 on the whole pool; "no labels to audit" where the pool had none."""
+    if not audit:
+        return {"pseudo-label precision (kept / selected, %)": "–", "its teacher's top-1 on the pool (%)": "–"}
+    if not audit.get("labels_read"):
+        return {"pseudo-label precision (kept / selected, %)": "no labels to audit",
+                "its teacher's top-1 on the pool (%)": "no labels to audit"}
+    return {"pseudo-label precision (kept / selected, %)":
+            f"{_pct(audit['kept_precision'])} / {_pct(audit['selected_precision'])}",
+            "its teacher's top-1 on the pool (%)": _pct(audit["pool_top1"])}
 
 
 def ns_table(summary: pd.DataFrame, pretrain: pd.DataFrame, p: Plan, ns_info: dict,
              resolution: int) -> pd.DataFrame:
-    """Noisy Student, one row per iteration: who trained on what, accuracy on the labelled set's val
+    """Noisy Student, one row per iteration: who trained on what, how often its pseudo labels are right
+    (an audit against the pool's true labels, which no stage trains on), accuracy on the labelled set's val
     split, and mean transfer."""
     if not p.noisy_student:
         return pd.DataFrame()
     rows = []
-    for i, (model, up), trained_on in _ns_steps(p, ns_info):
+    for i, (model, up), trained_on, audit in _ns_steps(p, ns_info):
         pre = pretrain[(pretrain.model == model) & (pretrain.upstream == up)]
         g = summary[(summary.model == model) & (summary.upstream == up) & (summary.resolution == resolution)]
         rows.append({"iteration": i, "role": "teacher" if i == 0 else "student", "model": p.model_label(model),
-                     "trained on": trained_on,
+                     "trained on": trained_on, **_audit_cells(audit),
                      "labelled val top-1 (%)": f"{pre.upstream_val_top1.iloc[0]:.1f}" if len(pre) else "–",
                      f"mean transfer at {resolution} px": fmt(g.groupby("seed").top1.mean()),
                      "n seeds": g.seed.nunique()})
