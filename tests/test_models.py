@@ -101,3 +101,16 @@ def test_tanh_mlp_pretraining_head_is_replaced_by_a_zero_linear_head():
     assert info["head_reset"] == ["head.bias", "head.weight"]
     with pytest.raises(ValueError, match="head='mlp'"):
         models.create(dict(TINY_VIT, head="mlp"), 10, 32)
+
+
+@pytest.mark.parametrize("stride, side", [(1, 32), (2, 16)])
+def test_bit_cifar_stem_keeps_the_maps_large(stride, side):
+    """A 3x3 stem without max-pool: the first stage sees 32x32 (stride 1) or 16x16 maps at 32 px, where
+    BiT's 7x7/2 + max-pool stem leaves 8x8."""
+    spec = {"arch": "bit", "layers": [1, 1, 1, 1], "channels": [16, 32, 64, 128], "groups": 4}
+    x = torch.zeros(2, 3, 32, 32)
+    assert models.create(spec, 5, 32).stem(x).shape[-1] == 8
+    model = models.create({**spec, "stem": "cifar", "stem_stride": stride}, 5, 32)
+    assert model.stem(x).shape[-1] == side and model(x).shape == (2, 5)
+    with pytest.raises(ValueError, match="stem='deep'"):
+        models.create({**spec, "stem": "deep"}, 5, 32)

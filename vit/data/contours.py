@@ -1,7 +1,14 @@
-"""The default's upstream corpus (numpy only): classes are radial contours, drawn 1-3 times anywhere in
-the frame over a cluttered background; pose, size, colour and clutter vary per image. One generator at
-nested sizes stands in for ImageNet / ImageNet-21k / JFT-300M (paper sec. 4.2); image i depends only on
-(seed, i), so the first m images of a larger set equal a set of size m. Design and pilots: docs/design.md.
+"""The default's upstream corpus (numpy only): 1-2 objects anywhere in the frame, over a cluttered
+background, rendered at 64 px. An object is a radial contour (a random silhouette) filled in one of three
+styles (solid, striped, outline) in a colour. By default (`Look`) the class is the objects' hue bin x
+fill style (8 x 3 = 24 classes) and the silhouette is nuisance, drawn per object from 16 contours; pose,
+size, colour jitter, lighting and clutter vary per image. One generator at nested sizes stands in for
+ImageNet / ImageNet-21k / JFT-300M (paper sec. 4.2): image i depends only on (seed, i), so the first m
+images of a larger set equal a set of size m.
+
+Why not silhouettes as classes: in pilots a class defined by its contour alone stayed at chance for the
+2-core budget's 500-1,500 steps, for ViT and BiT alike, while local cues (hue, fill texture) start
+learning at once (docs/design.md). `Look(shapes=0)` gives those contour classes back.
 """
 from __future__ import annotations
 
@@ -11,16 +18,16 @@ import numpy as np
 from tqdm import tqdm
 
 from vit.data.synth import frame
-HARMONICS = 8        # harmonics of a class's radial contour r(theta) = 1 + sum_k a_k cos(k theta + phi_k)
-MAX_INSTANCES = 4            # factors are drawn for this many instances whatever `instances` is: sets stay nested
-PROTOTYPE_SEED = 20_210  # class prototypes are fixed across datasets: the pool and the labelled
-                                 # sets of every size and seed share one label set
+
+HARMONICS = 8          # of a radial contour r(theta) = base + sum_k a_k cos(k theta + phi_k)
+MAX_INSTANCES = 4      # factors are drawn for this many objects whatever Look.instances is: sets stay nested
+PROTOTYPE_SEED = 20_210  # contours are fixed across datasets: the pool and the labelled sets share them
 
 
 def prototypes(n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each class's radial contour r(theta) = base + sum_k a_k cos(k theta + phi_k): base (n_classes,),
-    amplitudes and phases (n_classes, K). The class *is* its contour, scaled so its largest radius is 1.
-    A class has a dominant harmonic, its lobe count (2-8, cycling with c), which sets a silhouette that
+    amplitudes and phases (n_classes, K), scaled so that the largest radius is 1. A contour has a dominant
+    harmonic, its lobe count (2-8, cycling with c), which sets a silhouette that
     survives a 32 px crop, plus weaker random harmonics that tell classes with the same lobe count apart
     (radial contours as in Kataoka et al. 2022's RCDB): coarse shape is learnt first, the fine
     distinctions need data."""
@@ -41,30 +48,31 @@ def prototypes(n_classes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class Look:
-    """How instances are drawn (the pilots of docs/design.md vary these)."""
-    instances: int = 3            # 1 to this many instances of the class per image
+    """How objects are drawn and what the class is. The defaults are the default corpus; the pilots of
+    docs/design.md vary them."""
+    instances: int = 2            # 1 to this many objects per image, all of the image's class
     clutter: bool = True          # background waves and 0-3 distractor ellipses
     styles: int = 3               # fills drawn from: solid, striped, outline
-    fills: int = 1                # > 1: the fill is part of the class (class = prototype x fill)
-    palettes: int = 1             # > 1: the hue is part of the class too (class = prototype x palette x fill)
-    shapes: int = 0               # > 0: the contour is nuisance, each instance's drawn from this many prototypes,
-                                  # and the class is palette x fill alone
-    scale: tuple = (0.4, 0.8)     # an instance's largest radius, in half-frames
-    rotation: float = 0.5         # an instance turns by up to this fraction of a full turn either way (0.5: any angle)
+    fills: int = 3                # > 1: the fill is part of the class (class = [contour x] palette x fill)
+    palettes: int = 8             # > 1: the hue bin is part of the class
+    shapes: int = 16              # > 0: the contour is nuisance, each object's drawn from this many, and the class
+                                  # is palette x fill alone; 0: the contour is part of the class too
+    scale: tuple = (0.5, 0.9)     # an object's largest radius, in half-frames
+    rotation: float = 0.04        # an object turns by up to this fraction of a full turn either way (0.5: any
+                                  # angle); near-upright, as objects in photographs are
 
 
-def contours(n: int, *, n_classes: int = 100, size: int = 64, seed: int = 0, chunk: int = 256, jitter: float = 0.04,
+def contours(n: int, *, n_classes: int = 24, size: int = 64, seed: int = 0, chunk: int = 256, jitter: float = 0.04,
              **look):
-    """The upstream corpus: 1-3 instances of one class's contour anywhere in the frame (partly outside it
-    too), each with its own pose, scale, aspect, fill and colour, over a textured background with
-    distractor blobs. The label is the contour; everything else is nuisance. Rendered at `size` (above the
-    pre-training resolution, so that an inception crop has detail to zoom into), 2x supersampled."""
+    """Images (n, size, size, 3) uint8, labels (n,), class names. Objects lie anywhere in the frame (partly
+    outside it too), each with its own pose, scale, aspect, colour and contour jitter. Rendered at `size`,
+    above the pre-training resolution, so that an inception crop has detail to zoom into."""
     look = Look(**look)
     fills, cues = look.fills, look.fills * look.palettes
     if look.shapes and n_classes != cues:
         raise ValueError(f"n_classes={n_classes}: with the contour as nuisance the classes are palettes x fills = {cues}")
     base, amp, phase = prototypes(look.shapes or -(-n_classes // cues))
-    names = [f"contour_{c:03d}" for c in range(n_classes)]
+    names = [_name(c, look) for c in range(n_classes)]
     u = np.random.default_rng(seed).random((n, 24 + 12 * MAX_INSTANCES), dtype=np.float32)  # row i = image i's factors
     labels = np.minimum((u[:, 0] * n_classes).astype(np.int64), n_classes - 1)
     noise = np.random.default_rng([seed, 1]).standard_normal((n, MAX_INSTANCES, HARMONICS)).astype(np.float32)
@@ -77,14 +85,32 @@ def contours(n: int, *, n_classes: int = 100, size: int = 64, seed: int = 0, chu
             proto = np.repeat((labels[s] // cues)[:, None], MAX_INSTANCES, 1)
         if fills > 1:  # the fill is part of the class: solid, striped, outline
             u[s, 24 + 8::12] = ((labels[s] % fills)[:, None] + 0.5) / look.styles
-        if look.palettes > 1:  # the hue is part of the class: each instance's hue within +-1/4 of a bin of it
-            hue = ((labels[s] % cues) // fills)[:, None] / look.palettes + (u[s, 24 + 5::12] - 0.5) / (2 * look.palettes)
-            rgb = _hsv(hue % 1, 0.5 + 0.5 * u[s, 24 + 6::12], 0.45 + 0.55 * u[s, 24 + 7::12])
+        if look.palettes > 1:  # the hue is part of the class
+            rgb = object_colours(labels[s], u[s, 24 + 5::12], u[s, 24 + 6::12], u[s, 24 + 7::12], look)
             for j in range(MAX_INSTANCES):
                 u[s, 24 + 12 * j + 5:24 + 12 * j + 8] = rgb[:, j]
         a = amp[proto] + jitter * noise[s]   # per-instance shape jitter (intra-class variation)
         out[s] = _render_contours(u[s], base[proto], a, phase[proto], size, look)
     return out, labels, names
+
+
+FILLS = ("solid", "striped", "outline")
+
+
+def object_colours(labels, uh, us, uv, look: Look) -> np.ndarray:
+    """Each object's RGB (n, objects, 3) from its class's hue bin: a hue within a quarter of a bin's width
+    either side of the bin's centre (hue bins never overlap), saturation 0.5-1, value 0.45-1."""
+    hue = ((labels % (look.fills * look.palettes)) // look.fills)[:, None] / look.palettes
+    return _hsv((hue + (uh - 0.5) / (2 * look.palettes)) % 1, 0.5 + 0.5 * us, 0.45 + 0.55 * uv)
+
+
+def _name(c: int, look: Look) -> str:
+    """Class c's name: [contour_<k>/]hue<h>/<fill>, the parts the class is made of."""
+    cues = look.fills * look.palettes
+    parts = [] if look.shapes else [f"contour_{c // cues:02d}"]
+    parts += [f"hue{(c % cues) // look.fills}"] if look.palettes > 1 else []
+    parts += [FILLS[c % look.fills]] if look.fills > 1 else []
+    return "/".join(parts) or f"class_{c}"
 
 
 def _contour_inside(ou, ov, base, amp, phase):

@@ -4,7 +4,8 @@ A model spec is a dict from config.yaml, e.g. {"arch": "vit", "patch_size": 8, "
   vit           timm VisionTransformer: class token, learned 1D position embeddings, pre-norm blocks
                 (paper sec. 3.1); any VisionTransformer keyword is accepted
   bit           timm ResNetV2 the BiT way (Kolesnikov et al. 2020): pre-activation bottlenecks,
-                GroupNorm + weight-standardised convs, fixed 7x7/2 stem + max-pool
+                GroupNorm + weight-standardised convs, fixed 7x7/2 stem + max-pool ("stem": "cifar": a 3x3/1
+                conv without pooling, for 32-64 px inputs, where the BiT stem would leave 8x8 maps)
   efficientnet  a timm EfficientNet family member by name ("variant": "tinynet_e", "efficientnet_b0", ...)
   timm          any timm model by name ("name": "vit_base_patch16_224", ...), for the paper-scale presets
   paper         one of the paper's models by its name in the paper ("name": "ViT-L/16"; see vit.models.zoo)
@@ -59,10 +60,14 @@ def _create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
         model = VisionTransformer(img_size=img_size, num_classes=num_classes, class_token=True,
                                   global_pool="token", **spec)
     elif arch == "bit":
-        groups = spec.pop("groups", 32)
-        model = ResNetV2(num_classes=num_classes, stem_type="fixed",
-                         conv_layer=functools.partial(StdConv2d, eps=1e-8),
+        groups, stem, stride = spec.pop("groups", 32), spec.pop("stem", "bit"), spec.pop("stem_stride", 1)
+        conv = functools.partial(StdConv2d, eps=1e-8)
+        model = ResNetV2(num_classes=num_classes, stem_type="fixed", conv_layer=conv,
                          norm_layer=functools.partial(GroupNormAct, num_groups=groups), **spec)
+        if stem == "cifar":  # 3x3, no max-pool: the stages see 32x32 (stride 1) or 16x16 maps at 32 px, not 8x8
+            model.stem = torch.nn.Sequential(conv(3, model.stem.conv.out_channels, kernel_size=3, stride=stride))
+        elif stem != "bit":
+            raise ValueError(f"model spec stem={stem!r}: expected bit (7x7/2 + max-pool) or cifar (3x3/1)")
     elif arch == "efficientnet":
         model = timm.create_model(spec.pop("variant"), pretrained=False, num_classes=num_classes, **spec)
     elif arch == "timm":
