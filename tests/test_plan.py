@@ -144,3 +144,27 @@ def test_an_imagenet21k_release_must_match_its_classes():
 
 def test_an_unknown_vtab_task_is_named():
     assert "'nope'" in bad(lambda c: c["vtab"].update(tasks=["dmlab", "nope"]), "configs/vtab.yaml")
+
+
+def test_higher_resolutions_for_restricts_the_grid_and_the_comparisons():
+    """finetune.higher_resolutions_for: the listed checkpoints fine-tune at every resolution, the rest at
+    the lowest; comparisons across checkpoints then read the lowest; cost estimates follow the grid."""
+    from vit.account import cost
+
+    config = preset()
+    full = plan.load(config)
+    assert full.transfer_resolution == max(config["finetune"]["resolutions"]) == 48
+    config["finetune"]["higher_resolutions_for"] = {"vit": ["shapes_l", "scratch"]}
+    p = plan.load(config)
+    assert p.finetune_job("vit", "shapes_l", init="x")["resolutions"] == [32, 48]
+    assert p.finetune_job("vit", "scratch")["resolutions"] == [32, 48]
+    assert p.finetune_job("vit", "shapes_s", init="x")["resolutions"] == [32]
+    assert p.finetune_job("bit", "shapes_l", init="x")["resolutions"] == [32]
+    assert p.transfer_resolution == 32
+    rows = {(r["model"], r["upstream"], r["resolution"]) for r in cost.jobs(p) if r["stage"] == "finetune"}
+    assert ("vit", "shapes_l", 48) in rows and ("bit", "shapes_l", 48) not in rows and ("bit", "shapes_l", 32) in rows
+    assert len([r for r in cost.jobs(p) if r["stage"] == "finetune"]) < len(
+        [r for r in cost.jobs(full) if r["stage"] == "finetune"])
+    config["finetune"]["higher_resolutions_for"] = {"vit": ["shapes_xl"]}
+    with pytest.raises(ConfigError, match="higher_resolutions_for.vit names 'shapes_xl'"):
+        plan.load(config)

@@ -102,7 +102,9 @@ def jobs(plan: Plan) -> list[dict]:
                 raise cli.ConfigError(f"{task}: cost estimates need fine-tuning `steps` (epochs depend on data size)")
             # vit.train.finetune: one dev run per rate when a grid is chosen from, then every seed
             runs = len(grid["seeds"]) + (len(task_grid["lr_grid"]) if len(task_grid["lr_grid"]) > 1 else 0)
-            for res in [r for r in task_grid["resolutions"] if r != skip]:
+            mine = task_grid["resolutions"] if task in grid.get("per_task", {}) and "resolutions" in grid["per_task"][task] \
+                else plan.finetune_resolutions(model, up)
+            for res in [r for r in mine if r != skip]:
                 rows.append({"stage": "finetune" if skip is None else "ablation", "model": model, "upstream": up,
                              "task": task, "resolution": res,
                              "runs": runs, "images": runs * s.steps * s.batch_size,

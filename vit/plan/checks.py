@@ -121,6 +121,13 @@ def _check_finetune(plan: Plan) -> None:
                               f"give it a VTAB group (natural, specialized, structured)")
     for model in ft["from_scratch"]:
         _need("model", model, "finetune.from_scratch", plan.config["models"])
+    runs = set(plan.finetune_runs)
+    for model, ups in ft.get("higher_resolutions_for", {}).items():
+        for up in ups:
+            if (model, up) not in runs:
+                raise ConfigError(f"config: finetune.higher_resolutions_for.{model} names {up!r}, but {model} is not "
+                                  f"fine-tuned from it; fine-tuned checkpoints of {model}: "
+                                  f"{', '.join(u for m, u in sorted(runs) if m == model) or 'none'}")
 
 
 def _check_noisy_student(plan: Plan) -> None:

@@ -195,6 +195,24 @@ class Plan:
             return spec.get("img_size", 224)
         return self.pretrain_settings(model, upstream).get("img_size", 224)
 
+    def finetune_resolutions(self, model: str, upstream: str) -> list[int]:
+        """The resolutions a checkpoint's grid fine-tunes at: every one of finetune.resolutions, or only the
+        lowest (the pre-training resolution) where finetune.higher_resolutions_for is given and does not
+        list (model, upstream): above it a ViT's step costs 2-3x, and only claim (c) and Table 2 read it."""
+        ft = self.config["finetune"]
+        only = ft.get("higher_resolutions_for")
+        if only is None or upstream in only.get(model, []):
+            return list(ft["resolutions"])
+        return [min(ft["resolutions"])]
+
+    @property
+    def transfer_resolution(self) -> int:
+        """The resolution that comparisons across checkpoints read (the size ladder, the frontier, claims b
+        and d): the highest where every checkpoint is fine-tuned at every resolution, else the lowest,
+        which every checkpoint has."""
+        ft = self.config["finetune"]
+        return min(ft["resolutions"]) if "higher_resolutions_for" in ft else max(ft["resolutions"])
+
     def finetune_grid(self) -> dict:
         """The vit.train.finetune settings shared by every fine-tuned checkpoint (besides --init)."""
         ft = self.config["finetune"]
@@ -242,7 +260,7 @@ class Plan:
     def finetune_job(self, model: str, upstream: str, init: str = "") -> dict:
         """vit.train.finetune's settings of one checkpoint's grid (tasks x resolutions x seeds, Table 4's
         dev-split learning-rate choice, per-task settings); from scratch without `init`."""
-        grid = self.finetune_grid()
+        grid = dict(self.finetune_grid(), resolutions=self.finetune_resolutions(model, upstream))
         if upstream == "scratch":
             grid["model_args"] = self.model_spec(model)
         else:
@@ -252,7 +270,7 @@ class Plan:
     def ablation_job(self, model: str, upstream: str, mode: str, init: str) -> dict:
         """The resolution ablation's job: the main grid above the checkpoint's resolution, with the
         interpolation mode `mode`."""
-        grid = self.finetune_grid()
+        grid = dict(self.finetune_grid(), resolutions=self.finetune_resolutions(model, upstream))
         res = self.pretrain_resolution(model, upstream)
         grid["resolutions"] = [r for r in grid["resolutions"] if r != res]
         return dict(grid, **dict(self.config["finetune"]["train"], posemb_interp=mode), init=init)

@@ -33,8 +33,8 @@ def draw(r: Results, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     s, p = r.summary, r.plan
     sizes = s[s.upstream.isin(p.upstreams + ["scratch"])]  # not the pseudo-labelled sets
-    plots.transfer(s, r.largest, r.hi, folder / "transfer.png")
-    plots.size_ladder(sizes, r.hi, folder / "size_ladder.png", r.reference.get("figure3_data"))
+    plots.transfer(s, r.largest, r.common, folder / "transfer.png")
+    plots.size_ladder(sizes, r.common, folder / "size_ladder.png", r.reference.get("figure3_data"))
     plots.resolution(s, r.largest, p.label(r.largest), folder / "resolution.png")
     plots.compute(scores(r), folder / "compute.png", paper_compute.figure5(r.reference))
     plots.pretrain_curves(r.curves, folder / "pretrain_curves.png")

@@ -66,14 +66,19 @@ class Results:
     def lo(self) -> int:
         return min(self.plan.config["finetune"]["resolutions"])
 
+    @property
+    def common(self) -> int:
+        """The resolution comparisons across checkpoints read (Plan.transfer_resolution)."""
+        return self.plan.transfer_resolution
+
 
 def scores(r: Results) -> pd.DataFrame:
-    """Mean over tasks per seed at the highest resolution, with the checkpoint's pre-training compute:
+    """Mean over tasks per seed at the resolution every checkpoint has, with its pre-training compute:
     one point per upstream set and model (claims b and d, the compute figure)."""
     s = r.summary
     out = plots.per_seed_mean(s).merge(s[["model", "upstream", "pretrain_flops"]].drop_duplicates(),
                                        on=["model", "upstream"])
-    out = out[out.upstream.isin(r.plan.upstreams) & (out.resolution == r.hi)]
+    out = out[out.upstream.isin(r.plan.upstreams) & (out.resolution == r.common)]
     return out.assign(pretrain_pflops=out.pretrain_flops / 1e15)
 
 

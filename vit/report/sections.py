@@ -19,7 +19,7 @@ POSEMB_INTERP_TEXT = MappingProxyType({"bicubic": "timm's bicubic with antialias
 
 def claims(r: Results) -> pd.DataFrame:
     """The claims scorecard (vit.report.scorecard) of the run."""
-    return scorecard.scorecard(r.summary, scores(r), r.plan, r.hi, r.ablation, r.inspect)
+    return scorecard.scorecard(r.summary, scores(r), r.plan, r.common, r.ablation, r.inspect)
 
 
 def table2_md(r: Results) -> str:
@@ -85,7 +85,7 @@ def transfer(r: Results) -> list[str]:
     return [
         "## Transfer, per task", "", "![transfer](figures/transfer.png)", "",
         f"*Figure {number(r, 'transfer')}. Test top-1 per task after pre-training on {r.plan.label(r.largest)} and "
-        f"fine-tuning at {r.hi} px, against the same architecture trained from scratch with the same fine-tuning "
+        f"fine-tuning at {r.common} px, against the same architecture trained from scratch with the same fine-tuning "
         f"budget. Where the pre-trained bar stands above its scratch bar, pre-training helped (claim a).*", "",
         task_table(r.summary, r.plan).to_markdown(index=False), ""]
 
@@ -103,7 +103,7 @@ def vtab_aggregate(r: Results) -> list[str]:
 def size_ladder(r: Results) -> list[str]:
     return [
         "## Pre-training set size (paper Figs. 3 and 4)", "", "![size ladder](figures/size_ladder.png)", "",
-        f"*Figure {number(r, 'size_ladder')}. Left, ours: mean transfer accuracy at {r.hi} px against the "
+        f"*Figure {number(r, 'size_ladder')}. Left, ours: mean transfer accuracy at {r.common} px against the "
         "pre-training set; dashed lines are the from-scratch baselines. Right, the paper's Table 5 (the data of its "
         "Fig. 3): ViT ImageNet top-1 after pre-training on ImageNet, ImageNet-21k and JFT-300M. The paper finds the "
         "ResNets ahead on the smallest set and the ViT catching up or overtaking on the largest (claim b); "
@@ -155,7 +155,7 @@ def hyperrule(r: Results) -> list[str]:
 
 
 def noisy_student(r: Results) -> list[str]:
-    table = ns_table(r.summary, r.pretrain, r.plan, r.ns_info, r.hi)
+    table = ns_table(r.summary, r.pretrain, r.plan, r.ns_info, r.common)
     if table.empty:
         return []
     return [

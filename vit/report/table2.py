@@ -26,11 +26,13 @@ def _ours(summary: pd.DataFrame, compute_pre: pd.DataFrame, p: Plan, hyperrule: 
     """One row per model (and one more for a model also fine-tuned with the BiT-HyperRule: the paper's
     BiT-L numbers come from BiT's own recipe)."""
     largest, res = p.upstreams[-1], max(p.config["finetune"]["resolutions"])
-    ours = summary[(summary.upstream == largest) & (summary.resolution == res)]
     rows = []
-    for model, g in ours.groupby("model", sort=False):
+    for model, g in summary[summary.upstream == largest].groupby("model", sort=False):
+        own = max(p.finetune_resolutions(model, largest))  # finetune.higher_resolutions_for may leave it lower
+        g = g[g.resolution == own]
         pre = compute_pre[(compute_pre.model == model) & (compute_pre.upstream == largest)]
-        rows.append({"model (ours)": p.model_label(model), **task_cells(g, p), **_cost(pre)})
+        rows.append({"model (ours)": p.model_label(model) + (f" (at {own} px)" if own != res else ""),
+                     **task_cells(g, p), **_cost(pre)})
         hr = hyperrule[(hyperrule.model == model) & (hyperrule.upstream == largest)] if len(hyperrule) else hyperrule
         if len(hr):
             at = "" if set(hr.resolution) == {res} else f" at {', '.join(map(str, sorted(hr.resolution.unique())))} px"
@@ -45,12 +47,14 @@ def _noisy_student(summary: pd.DataFrame, compute_pre: pd.DataFrame, p: Plan) ->
     its = p.noisy_student
     if not its:
         return []
-    last, res = its[-1], max(p.config["finetune"]["resolutions"])
+    last = its[-1]
+    res = max(p.finetune_resolutions(last["student"], last["dataset"]))
     g = summary[(summary.model == last["student"]) & (summary.upstream == last["dataset"])
                 & (summary.resolution == res)]
     runs = {its[0]["teacher"]} | {(it["student"], it["dataset"]) for it in its}
     pre = compute_pre[[(m, u) in runs for m, u in zip(compute_pre.model, compute_pre.upstream)]]
-    return [{"model (ours)": f"{p.model_label(last['student'])} (iteration {last['iteration']})",
+    at = "" if res == max(p.config["finetune"]["resolutions"]) else f", at {res} px"
+    return [{"model (ours)": f"{p.model_label(last['student'])} (iteration {last['iteration']}{at})",
              **task_cells(g, p), **_cost(pre)}]
 
 

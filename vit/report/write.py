@@ -28,7 +28,7 @@ def _optional_tables(r: Results) -> list[tuple[str, pd.DataFrame]]:
     s, p = r.summary, r.plan
     tables = [("Resolution ablation", ablation_table(s, r.ablation, p)[1]),
               ("Self-supervised pre-training (sec. 4.6)", ssl_table(s, p)[0]),
-              ("Noisy Student iterations", ns_table(s, r.pretrain, p, r.ns_info, r.hi)),
+              ("Noisy Student iterations", ns_table(s, r.pretrain, p, r.ns_info, r.common)),
               ("BiT-HyperRule", hyperrule_table(s, r.hyperrule, p))]
     return [(title, t) for title, t in tables if len(t)]
 
