@@ -114,3 +114,11 @@ def test_bit_cifar_stem_keeps_the_maps_large(stride, side):
     assert model.stem(x).shape[-1] == side and model(x).shape == (2, 5)
     with pytest.raises(ValueError, match="stem='deep'"):
         models.create({**spec, "stem": "deep"}, 5, 32)
+
+
+def test_efficientnet_stem_stride():
+    spec = {"arch": "efficientnet", "variant": "tinynet_e"}
+    x = torch.zeros(2, 3, 32, 32)
+    assert models.create(spec, 5, 32).conv_stem(x).shape[-1] == 16
+    model = models.create({**spec, "stem_stride": 1}, 5, 32)
+    assert model.conv_stem(x).shape[-1] == 32 and model(x).shape == (2, 5)

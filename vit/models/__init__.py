@@ -6,7 +6,8 @@ A model spec is a dict from config.yaml, e.g. {"arch": "vit", "patch_size": 8, "
   bit           timm ResNetV2 the BiT way (Kolesnikov et al. 2020): pre-activation bottlenecks,
                 GroupNorm + weight-standardised convs, fixed 7x7/2 stem + max-pool ("stem": "cifar": a 3x3/1
                 conv without pooling, for 32-64 px inputs, where the BiT stem would leave 8x8 maps)
-  efficientnet  a timm EfficientNet family member by name ("variant": "tinynet_e", "efficientnet_b0", ...)
+  efficientnet  a timm EfficientNet family member by name ("variant": "tinynet_e", "efficientnet_b0", ...);
+                "stem_stride": 1 keeps the first maps at the input's size, for 32-64 px inputs
   timm          any timm model by name ("name": "vit_base_patch16_224", ...), for the paper-scale presets
   paper         one of the paper's models by its name in the paper ("name": "ViT-L/16"; see vit.models.zoo)
 Any spec may add "input_norm": [mean, std] for weights trained on other inputs than x/127.5 - 1.
@@ -69,7 +70,10 @@ def _create(spec: dict, num_classes: int, img_size: int) -> torch.nn.Module:
         elif stem != "bit":
             raise ValueError(f"model spec stem={stem!r}: expected bit (7x7/2 + max-pool) or cifar (3x3/1)")
     elif arch == "efficientnet":
+        stride = spec.pop("stem_stride", 2)
         model = timm.create_model(spec.pop("variant"), pretrained=False, num_classes=num_classes, **spec)
+        if stride != 2:  # 1: for 32-64 px inputs, where the stride-2 stem leaves 2x2 maps before the head
+            model.conv_stem.stride = (stride, stride)
     elif arch == "timm":
         name = spec.pop("name")
         if "vit" in name or "deit" in name:
