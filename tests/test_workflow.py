@@ -125,7 +125,7 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert "points from training from scratch" in ssl and "79.9 %" in ssl
     # Noisy Student: teacher, then one student per iteration, each trained on labelled + pseudo-labelled images
     ns = report.split("## Noisy Student (the Table 2 baseline's recipe)")[1].split("\n## ")[0]
-    rows = [r for r in ns.splitlines() if r.startswith("|") and ("teacher" in r or "student" in r)]
+    rows = [r for r in ns.splitlines() if "| teacher " in r or "| student " in r]  # the role column
     assert len(rows) == 1 + cfg["noisy_student"]["iterations"] and "pseudo-labelled (" in rows[1]
     assert "(iteration 2)" in table2
     # Table 2's BiT row again with BiT's own recipe, and the report's side-by-side of the two protocols
