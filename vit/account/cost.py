@@ -92,19 +92,19 @@ def jobs(plan: Plan) -> list[dict]:
     if "finetune" not in plan.config:
         return rows
     grid = plan.finetune_grid()
-    shared = finetune.Config(**{k: v for k, v in grid.items() if k != "seeds"})
     # the fine-tuning grids, then the resolution ablation's (the grid above the checkpoint's resolution)
     ablation = [(m, up, plan.pretrain_resolution(m, up)) for m, up, _ in plan.posemb_ablation_runs]
     for model, up, skip in [(m, up, None) for m, up in plan.finetune_runs] + ablation:
+        # the checkpoint's own resolutions (finetune.higher_resolutions_for), which a task's own may override
+        shared = finetune.Config(**{k: v for k, v in grid.items() if k != "seeds"}
+                                 | {"resolutions": plan.finetune_resolutions(model, up)})
         for task in grid["tasks"]:
             s, task_grid = finetune.task_settings(shared, loop.Config(**plan.config["finetune"]["train"]), task)
             if not s.steps:
                 raise cli.ConfigError(f"{task}: cost estimates need fine-tuning `steps` (epochs depend on data size)")
             # vit.train.finetune: one dev run per rate when a grid is chosen from, then every seed
             runs = len(grid["seeds"]) + (len(task_grid["lr_grid"]) if len(task_grid["lr_grid"]) > 1 else 0)
-            mine = task_grid["resolutions"] if task in grid.get("per_task", {}) and "resolutions" in grid["per_task"][task] \
-                else plan.finetune_resolutions(model, up)
-            for res in [r for r in mine if r != skip]:
+            for res in [r for r in task_grid["resolutions"] if r != skip]:
                 rows.append({"stage": "finetune" if skip is None else "ablation", "model": model, "upstream": up,
                              "task": task, "resolution": res,
                              "runs": runs, "images": runs * s.steps * s.batch_size,

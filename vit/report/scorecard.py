@@ -134,20 +134,37 @@ def pretraining_beats_scratch(summary: pd.DataFrame, plan: Plan) -> Claim:
                  f"(points = mean top-1 difference ± SE): " + "; ".join(parts), verdict)
 
 
-def _resnet_leads(scores: pd.DataFrame, plan: Plan) -> tuple[str, str, list[str]] | None:
-    """The ResNet and the ViT that claims (b) and (b') compare, and the upstream sets they were trained on
-    here (released weights are left out: their data is not one of our sizes); None where either is missing."""
+@dataclass(frozen=True)
+class Leads:
+    """The ResNet's lead over the ViT on the smallest and the largest upstream set: what (b) and (b') read."""
+    first: Diff
+    last: Diff
+    evidence: str
+
+
+def _leads(scores: pd.DataFrame, plan: Plan, resolution: int) -> Leads | None:
+    """The ResNet minus the ViT, mean over tasks per seed at `resolution`, after pre-training on the smallest
+    and on the largest upstream set trained on here (released weights are left out: their data is not one
+    of our sizes); None where a ViT, a ResNet or a second upstream set is missing."""
     ups = [u for u in plan.upstreams if plan.dataset(u).get("source") != "released"]
     fam = {m: _family(plan, m) for m in scores.model.unique()}
     vits = [m for m, f in fam.items() if f == "vit"]
     resnets = [m for m, f in fam.items() if f == "resnet"]
-    return (resnets[0], vits[0], ups) if len(ups) >= 2 and vits and resnets else None
+    if len(ups) < 2 or not vits or not resnets:
+        return None
+    r, v = resnets[0], vits[0]
+    at = scores[scores.resolution == resolution]
+
+    def lead(up: str) -> Diff:
+        s = at[at.upstream == up]
+        return diff_over_seeds(_per_seed(s[s.model == r]), _per_seed(s[s.model == v]))
+
+    first, last = lead(ups[0]), lead(ups[-1])
+    return Leads(first, last, f"{plan.model_label(r)} minus {plan.model_label(v)} (mean over tasks, {resolution} px, "
+                              f"± SE): {first} points on {plan.label(ups[0])}, {last} on {plan.label(ups[-1])}")
 
 
-def _lead(scores: pd.DataFrame, resnet: str, vit: str, upstream: str, resolution: int) -> Diff:
-    """The ResNet minus the ViT, mean over tasks per seed, after pre-training on `upstream`."""
-    s = scores[(scores.resolution == resolution) & (scores.upstream == upstream)]
-    return diff_over_seeds(_per_seed(s[s.model == resnet]), _per_seed(s[s.model == vit]))
+NO_LEADS = "needs a ViT and a ResNet pre-trained on at least two upstream sets"
 
 
 def resnet_then_vit(scores: pd.DataFrame, plan: Plan, resolution: int) -> Claim:
@@ -156,16 +173,13 @@ def resnet_then_vit(scores: pd.DataFrame, plan: Plan, resolution: int) -> Claim:
     ViT leads or ties within 2 SE); partly if it counts on the smallest and only shrinks beyond 2 SE."""
     text = "with the smallest upstream set the ResNet beats the ViT; with the largest the ViT catches up or wins"
     paper = "Fig. 3 / Table 5 (paper): ViT-L/16 76.5 vs ViT-B/16 77.9 ImageNet top-1 after ImageNet pre-training, below BiT; after JFT-300M ViT-L/16 87.1, ViT-H/14 88.0, above BiT"
-    pair = _resnet_leads(scores, plan)
-    if pair is None:
-        return Claim("b", text, paper, "needs a ViT and a ResNet pre-trained on at least two upstream sets", UNTESTED)
-    r, v, ups = pair
-    g0, g1 = (_lead(scores, r, v, up, resolution) for up in (ups[0], ups[-1]))
+    leads = _leads(scores, plan, resolution)
+    if leads is None:
+        return Claim("b", text, paper, NO_LEADS, UNTESTED)
+    g0, g1 = leads.first, leads.last
     verdict = _unjudged([g0, g1]) or (HOLDS if g0.counts and not g1.counts else
                                       PARTLY if g0.counts and diff_over_seeds(g0, g1).counts else FAILS)
-    evidence = (f"{plan.model_label(r)} minus {plan.model_label(v)} (mean over tasks, {resolution} px, ± SE): "
-                f"{g0} points on {plan.label(ups[0])}, {g1} on {plan.label(ups[-1])}")
-    return Claim("b", text, paper, evidence, verdict)
+    return Claim("b", text, paper, leads.evidence, verdict)
 
 
 def resnet_lead_shrinks(scores: pd.DataFrame, plan: Plan, resolution: int) -> Claim:
@@ -174,16 +188,11 @@ def resnet_lead_shrinks(scores: pd.DataFrame, plan: Plan, resolution: int) -> Cl
     where (b) does not: the lead may shrink with data without the ViT catching up at this scale."""
     text = "the ResNet's lead shrinks as data grows"
     paper = "Fig. 3 (paper): BiT leads after ImageNet pre-training, the two are similar after ImageNet-21k, ViT leads after JFT-300M"
-    pair = _resnet_leads(scores, plan)
-    if pair is None:
-        return Claim("b'", text, paper, "needs a ViT and a ResNet pre-trained on at least two upstream sets", UNTESTED)
-    r, v, ups = pair
-    g0, g1 = (_lead(scores, r, v, up, resolution) for up in (ups[0], ups[-1]))
-    shrink = diff_over_seeds(g0, g1)
-    evidence = (f"{plan.model_label(r)} minus {plan.model_label(v)} (mean over tasks, {resolution} px, ± SE): "
-                f"{g0} points on {plan.label(ups[0])}, {g1} on {plan.label(ups[-1])}; "
-                f"the lead shrinks by {shrink}")
-    return Claim("b'", text, paper, evidence, _judge([shrink]))
+    leads = _leads(scores, plan, resolution)
+    if leads is None:
+        return Claim("b'", text, paper, NO_LEADS, UNTESTED)
+    shrink = diff_over_seeds(leads.first, leads.last)
+    return Claim("b'", text, paper, f"{leads.evidence}; the lead shrinks by {shrink}", _judge([shrink]))
 
 
 def higher_resolution_helps(summary: pd.DataFrame, plan: Plan, ablation: pd.DataFrame | None = None) -> Claim:
