@@ -98,6 +98,9 @@ def test_posemb_stats_see_2d_structure():
     rand = vi.posemb_stats(vi.posemb_similarity(torch.randn(gh * gw, 64, generator=torch.Generator().manual_seed(0)),
                                                 (gh, gw)))
     assert abs(rand["distance_corr"]) < 0.1 and abs(rand["neighbour"] - rand["other"]) < 0.05
+    # the permutation null: the smooth grid is far beyond it, random embeddings within it
+    assert s["distance_corr"] < -5 * s["distance_corr_null_sd"]
+    assert abs(rand["distance_corr"]) < 3 * rand["distance_corr_null_sd"]
 
 
 def test_embedding_filters_pca():

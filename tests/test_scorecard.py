@@ -146,9 +146,14 @@ def test_inspection_claims():
     shrinking = dict(base, distance=[[8.0, 7.0], [6.0, 5.0], [3.0, 2.0]])
     assert scorecard.attention_distance_grows(shrinking).verdict == "does not hold"
     smooth = dict(base, posemb={"neighbour": 0.8, "other": 0.1, "same_row_or_col": 0.5, "neither": 0.0,
-                                "distance_corr": -0.7})
+                                "distance_corr": -0.7, "distance_corr_null_sd": 0.05})
     assert scorecard.posemb_2d_structure(smooth).verdict == "holds"
+    # every sign right, but the correlation within 2 SD of its permutation null: not all checks pass
+    weak = dict(base, posemb={**smooth["posemb"], "distance_corr": -0.04})
+    assert scorecard.posemb_2d_structure(weak).verdict == "partly"
     flat = dict(base, posemb={"neighbour": 0.1, "other": 0.1, "same_row_or_col": 0.0, "neither": 0.0,
-                              "distance_corr": 0.1})
+                              "distance_corr": 0.1, "distance_corr_null_sd": 0.05})
     assert scorecard.posemb_2d_structure(flat).verdict == "does not hold"
+    old = dict(base, posemb={k: v for k, v in smooth["posemb"].items() if k != "distance_corr_null_sd"})
+    assert scorecard.posemb_2d_structure(old).verdict == "not tested"
     assert scorecard.posemb_2d_structure(None).verdict == "not tested"

@@ -123,11 +123,17 @@ def posemb_similarity(posemb: torch.Tensor, grid) -> torch.Tensor:
     return (e @ e.T).reshape(*grid, *grid)
 
 
+PERMUTATIONS = 500  # Mantel test: the correlation's spread when the patches' grid positions are shuffled
+
+
 def posemb_stats(sim: torch.Tensor) -> dict:
     """Is the 2D grid in the embeddings? Mean similarity of 4-neighbours vs the other pairs, of pairs in
     the same row or column vs pairs sharing neither, and the rank (Spearman; also Pearson) correlation
-    of similarity with grid distance over all unordered pairs (negative when near patches look alike)."""
-    from scipy.stats import pearsonr, spearmanr
+    of similarity with grid distance over all unordered pairs (negative when near patches look alike).
+    The pairs are not independent (each patch is in P - 1 of them), so the correlation's noise level is
+    measured as a Mantel test does: the standard deviation of the correlation over random reassignments
+    of the patches to grid positions (`distance_corr_null_sd`, fixed seed)."""
+    from scipy.stats import pearsonr, rankdata, spearmanr
 
     gh, gw = sim.shape[:2]
     s = sim.reshape(gh * gw, gh * gw).numpy()
@@ -138,9 +144,15 @@ def posemb_stats(sim: torch.Tensor) -> dict:
     line = ((dr == 0) | (dc == 0)) & pair
     upper = np.triu(pair)  # each unordered pair once
     dist = np.hypot(dr, dc)[upper]
+    rng = np.random.default_rng(0)
+    null = []
+    for _ in range(PERMUTATIONS):  # Spearman = Pearson of ranks; the distances' ranks move with the patches
+        perm = rng.permutation(gh * gw)
+        null.append(np.corrcoef(rankdata(s[np.ix_(perm, perm)][upper]), rankdata(dist))[0, 1])
     return {"neighbour": float(s[neighbour].mean()), "other": float(s[pair & ~neighbour].mean()),
             "same_row_or_col": float(s[line].mean()), "neither": float(s[pair & ~line].mean()),
             "distance_corr": float(spearmanr(s[upper], dist).statistic),
+            "distance_corr_null_sd": float(np.std(null)),
             "distance_corr_pearson": float(pearsonr(s[upper], dist).statistic), "pairs": int(upper.sum())}
 
 

@@ -262,16 +262,23 @@ def attention_distance_grows(inspect: dict | None) -> Claim:
 
 def posemb_2d_structure(inspect: dict | None) -> Claim:
     """(f) From vit.evaluate.inspect's summary: 4-neighbours more similar than other pairs, same row or column
-    more similar than pairs sharing neither, and similarity falls with grid distance."""
+    more similar than pairs sharing neither, and similarity falls with grid distance beyond noise: the
+    (Spearman) correlation is below -2 SD of its permutation null (a Mantel test; RULE's 2 SE, for a
+    statistic that has no seeds)."""
     text = "the position embeddings learn 2D structure: nearby, same-row and same-column patches are more similar"
     paper = "Fig. 7 centre (paper, ViT-L/32, 7x7 grid): closer patches have more similar embeddings, with row-column structure"
     if not inspect:
         return Claim("f", text, paper, "no ViT checkpoint inspected in this preset", UNTESTED)
     p = inspect["posemb"]
-    checks = [p["neighbour"] > p["other"], p["same_row_or_col"] > p["neither"], p["distance_corr"] < 0]
+    if "distance_corr_null_sd" not in p:
+        return Claim("f", text, paper, f"{inspect['label']}: its inspection predates the permutation null; delete "
+                     "results/inspect and rerun the `inspect` rule", UNTESTED)
+    checks = [p["neighbour"] > p["other"], p["same_row_or_col"] > p["neither"],
+              p["distance_corr"] < -2 * p["distance_corr_null_sd"]]
     evidence = (f"{inspect['label']}: cosine similarity of 4-neighbours {p['neighbour']:.2f} vs other pairs "
                 f"{p['other']:.2f}; same row or column {p['same_row_or_col']:.2f} vs neither {p['neither']:.2f}; "
-                f"correlation with grid distance {p['distance_corr']:+.2f}")
+                f"correlation with grid distance {p['distance_corr']:+.2f} (2 SD of its permutation null: "
+                f"{2 * p['distance_corr_null_sd']:.2f})")
     return Claim("f", text, paper, evidence, HOLDS if all(checks) else FAILS if not any(checks) else PARTLY)
 
 
