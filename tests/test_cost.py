@@ -94,8 +94,8 @@ def test_noisy_student_chain_bounds_the_wall_time():
     df = cost.estimate(p, "cpu", 0.3, 100e9)
     jobs, wall = cost.wall_hours(df, {}, 1000, p)  # devices enough for everything at once
     h = jobs.set_index(["rule", "model", "upstream"]).wall_hours
-    chain = (h["pretrain", "effnet", "shapes_l"] + h["pretrain", "effnet_ns", "ns1_shapes_l"]
-             + h["pretrain", "effnet_ns", "ns2_shapes_l"] + h["finetune", "effnet_ns", "ns2_shapes_l"])
+    chain = (h["pretrain", "bit", "contours_l"] + h["pretrain", "bit_ns", "ns1_contours_l"]
+             + h["pretrain", "bit_ns", "ns2_contours_l"] + h["finetune", "bit_ns", "ns2_contours_l"])
     assert wall >= chain - 1e-12
     assert wall == pytest.approx(max(chain, max(h["pretrain", m, u] + h["finetune", m, u]
                                                 for _, m, u in h.index if (("finetune", m, u) in h.index and

@@ -40,13 +40,13 @@ def test_default_config_names_its_stand_ins_and_only_the_differing_values():
     config = load("config.yaml")
     text = section(config)
     assert text.startswith("## Departures from the paper")
-    assert "Shapes-20k (`shapes_l`" in text and "stands in for JFT-300M (303M images, 18k classes)" in text
-    assert "Shapes-2k" in text and "stands in for ImageNet (1.3M images" in text
-    assert "ViT-mini/8 stands in for Table 2's ViT-L/16 on JFT-300M" in text
-    assert "BiT-mini (R14) stands in for Table 2's BiT-L R152x4" in text
-    assert "Digits (real, sklearn)" in text and "are stand-ins, not the paper's tasks" in text
+    assert "Contours-16k (`contours_l`" in text and "stands in for JFT-300M (303M images, 18k classes)" in text
+    assert "Contours-1k" in text and "stands in for ImageNet (1.3M images" in text
+    assert "ViT-mini/4 (width 64) stands in for Table 2's ViT-H/14 on JFT-300M" in text
+    assert "BiT-mini (R14, 3x3/2 stem) stands in for Table 2's BiT-L R152x4" in text
+    assert "Flowers (procedural)" in text and "are stand-ins, not the paper's tasks" in text
     [batch] = rows(config, "fine-tuning", "batch_size")
-    assert (batch["stage"], batch["ours"], batch["paper"], batch["source"]) == ("fine-tuning", "64", "512", "Table 4")
+    assert (batch["stage"], batch["ours"], batch["paper"], batch["source"]) == ("fine-tuning", "32", "512", "Table 4")
     # agreeing values stay out: sgd = SGD, momentum 0.9, cosine decay, no weight decay, clipping at 1, adam = Adam
     for stage, setting in [("fine-tuning", "optimizer"), ("fine-tuning", "momentum"), ("fine-tuning", "schedule"),
                            ("fine-tuning", "weight_decay"), ("fine-tuning", "grad_clip"),
@@ -54,12 +54,12 @@ def test_default_config_names_its_stand_ins_and_only_the_differing_values():
         assert not rows(config, stage, setting), (stage, setting)
     # Table 3's rows are matched per upstream stand-in: ImageNet-21k's lr 1e-3 equals ours, ImageNet's and JFT's do not
     lrs = {r["stage"]: (r["ours"], r["paper"]) for r in rows(config, "pre-training", "lr")}
-    assert lrs["pre-training: ViT-mini/8 on Shapes-2k"] == ("0.001", "0.003")
-    assert lrs["pre-training: ViT-mini/8 on Shapes-20k"] == ("0.001", "0.0004")
-    assert not any("Shapes-6k" in stage for stage in lrs)
+    assert lrs["pre-training: ViT-mini/4 (width 64) on Contours-1k"] == ("0.001", "0.003")
+    assert lrs["pre-training: ViT-mini/4 (width 64) on Contours-16k"] == ("0.001", "0.0003")  # ViT-H/14 on JFT (Table 3)
+    assert not any("Contours-4k" in stage for stage in lrs)
     # the paper does not state fine-tuning warm-up: a note, not a table row
     assert not rows(config, "fine-tuning", "warmup_steps")
-    assert "Not stated in the paper" in text and "fine-tuning warm-up 6 steps (the original code: 500 steps)" in text
+    assert "Not stated in the paper" in text and "fine-tuning warm-up 4 steps (the original code: 500 steps)" in text
 
 
 def test_paper_i21k_names_the_release():

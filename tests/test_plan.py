@@ -119,6 +119,7 @@ def test_a_wrong_type_is_named():
     (lambda c: c["finetune"]["tasks"].append("cifar10"), "finetune.tasks names dataset 'cifar10'"),
     (lambda c: c["finetune"]["tasks"].append("shapes_s"), "finetune.tasks names 'shapes_s', an upstream set"),
     (lambda c: c["finetune"]["from_scratch"].append("vit_h"), "finetune.from_scratch names model 'vit_h'"),
+    (lambda c: c["finetune"].update(per_model={"vit_h": {"lr": 0.1}}), "finetune.per_model names model 'vit_h'"),
     (lambda c: c["noisy_student"].update(student="vit_h"), "noisy_student.student names model 'vit_h'"),
     (lambda c: c["noisy_student"].update(pool="jft"), "noisy_student.pool names dataset 'jft'"),
     (lambda c: c["noisy_student"]["teacher"].update(upstream="shapes_s"), "noisy_student.teacher"),
@@ -167,4 +168,19 @@ def test_higher_resolutions_for_restricts_the_grid_and_the_comparisons():
         [r for r in cost.jobs(full) if r["stage"] == "finetune"])
     config["finetune"]["higher_resolutions_for"] = {"vit": ["shapes_xl"]}
     with pytest.raises(ConfigError, match="higher_resolutions_for.vit names 'shapes_xl'"):
+        plan.load(config)
+
+
+def test_finetune_per_model_settings_reach_the_checkpoints_and_scratch_runs_of_that_model():
+    """finetune.per_model: a family's own fine-tuning lr, over finetune.train, in its grid, its from-scratch
+    grid and its resolution ablation; other models keep finetune.train's."""
+    config = preset()
+    config["finetune"]["per_model"] = {"vit": {"lr": 0.5}}
+    p = plan.load(config)
+    assert p.finetune_job("vit", "shapes_l", init="x")["lr"] == 0.5
+    assert p.finetune_job("vit", "scratch")["lr"] == 0.5
+    assert p.ablation_job("vit", "shapes_l", "bilinear_corners", init="x")["lr"] == 0.5
+    assert p.finetune_job("bit", "shapes_l", init="x")["lr"] == config["finetune"]["train"]["lr"] != 0.5
+    config["finetune"]["per_model"] = {"vit": {"lr": "fast"}}
+    with pytest.raises(ConfigError, match="finetune.per_model.vit.lr"):
         plan.load(config)

@@ -170,16 +170,16 @@ def test_bit_runs_the_hyperrule_too(tmp_path):
 
 
 def test_cost_estimate_covers_the_default_baselines():
-    """config.yaml: the Noisy Student students (their set counted with the whole pool, an upper bound)
-    and the BiT-HyperRule fine-tunes (500 steps for 1,000 examples, batch 64 and 48 px from the config)."""
-    from vit.train import optim
-
-    rows = cost.jobs(plan.load(yaml.safe_load((REPO / "config.yaml").read_text())))
-    students = [r for r in rows if r["stage"] == "pretrain" and r["model"] == "effnet_ns"]
-    assert [r["upstream"] for r in students] == ["ns1_shapes_l", "ns2_shapes_l"]
-    assert all(r["images"] == optim.to_steps(5, 0, 40_000, 128) * 128 for r in students)
+    """config.yaml: the Noisy Student students (their own steps: as many images as every pre-training) and
+    the BiT-HyperRule fine-tunes (the config's 100 steps of batch 64 at 32 px, 3 seeds per task)."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    rows = cost.jobs(plan.load(config))
+    students = [r for r in rows if r["stage"] == "pretrain" and r["model"] == "bit_ns"]
+    assert [r["upstream"] for r in students] == ["ns1_contours_l", "ns2_contours_l"]
+    assert all(r["images"] == 500 * 128 for r in students)
     hr = [r for r in rows if r["stage"] == "hyperrule"]
-    assert len(hr) == 5 and all((r["resolution"], r["images"]) == (48, 2 * 500 * 64) for r in hr)
+    assert len(hr) == len(config["finetune"]["tasks"])
+    assert all((r["resolution"], r["images"]) == (32, 3 * 100 * 64) for r in hr)
 
 
 @pytest.mark.slow

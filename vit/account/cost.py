@@ -99,7 +99,7 @@ def jobs(plan: Plan) -> list[dict]:
         shared = finetune.Config(**{k: v for k, v in grid.items() if k != "seeds"}
                                  | {"resolutions": plan.finetune_resolutions(model, up)})
         for task in grid["tasks"]:
-            s, task_grid = finetune.task_settings(shared, loop.Config(**plan.config["finetune"]["train"]), task)
+            s, task_grid = finetune.task_settings(shared, loop.Config(**plan.finetune_train(model)), task)
             if not s.steps:
                 raise cli.ConfigError(f"{task}: cost estimates need fine-tuning `steps` (epochs depend on data size)")
             # vit.train.finetune: one dev run per rate when a grid is chosen from, then every seed

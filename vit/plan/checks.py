@@ -121,6 +121,8 @@ def _check_finetune(plan: Plan) -> None:
                               f"give it a VTAB group (natural, specialized, structured)")
     for model in ft["from_scratch"]:
         _need("model", model, "finetune.from_scratch", plan.config["models"])
+    for model in ft.get("per_model", {}):
+        _need("model", model, "finetune.per_model", plan.config["models"])
     runs = set(plan.finetune_runs)
     for model, ups in ft.get("higher_resolutions_for", {}).items():
         for up in ups:

@@ -265,7 +265,12 @@ class Plan:
             grid["model_args"] = self.model_spec(model)
         else:
             grid["init"] = init
-        return dict(grid, **self.config["finetune"]["train"])
+        return dict(grid, **self.finetune_train(model))
+
+    def finetune_train(self, model: str) -> dict:
+        """finetune.train with the model's own values over it (finetune.per_model)."""
+        ft = self.config["finetune"]
+        return {**ft["train"], **ft.get("per_model", {}).get(model, {})}
 
     def ablation_job(self, model: str, upstream: str, mode: str, init: str) -> dict:
         """The resolution ablation's job: the main grid above the checkpoint's resolution, with the
@@ -273,7 +278,7 @@ class Plan:
         grid = dict(self.finetune_grid(), resolutions=self.finetune_resolutions(model, upstream))
         res = self.pretrain_resolution(model, upstream)
         grid["resolutions"] = [r for r in grid["resolutions"] if r != res]
-        return dict(grid, **dict(self.config["finetune"]["train"], posemb_interp=mode), init=init)
+        return dict(grid, **dict(self.finetune_train(model), posemb_interp=mode), init=init)
 
     def inspect_images(self, model: str, upstream: str) -> tuple[str, str]:
         """(dataset, split) vit.evaluate.inspect looks at for a checkpoint: the upstream's val split

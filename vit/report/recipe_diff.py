@@ -233,7 +233,9 @@ def _finetune_rows(plan: Plan, reference: dict, notes: list, unstated: list) -> 
     for task in ft["tasks"]:
         own = ft.get("per_task", {}).get(task, {})
         ours = {**defaults(), **ft["train"], **own, "resolutions": own.get("resolutions", ft["resolutions"])}
-        ours["lr_grid"] = own.get("lr_grid", ft.get("lr_grid") or [ours["lr"]])
+        # no grid: the rates in use, finetune.train's and the models' own (finetune.per_model)
+        rates = sorted({ours["lr"], *(m["lr"] for m in ft.get("per_model", {}).values() if "lr" in m)})
+        ours["lr_grid"] = own.get("lr_grid", ft.get("lr_grid") or rates)
         # one learning rate: nothing to choose, so no dev split is held out
         ours["dev_fraction"] = own.get("dev_fraction", ft.get("dev_fraction")) if len(ours["lr_grid"]) > 1 else None
         row_key = paper_task(plan, task)

@@ -144,7 +144,7 @@ def hyperrule(r: Results) -> list[str]:
     table = hyperrule_table(r.summary, r.hyperrule, r.plan)
     if table.empty:
         return []
-    ft = r.plan.config["finetune"]["train"]
+    ft = r.plan.finetune_train(next(iter(r.plan.config["finetune"]["hyperrule"]["runs"])))
     return [
         "## BiT's own fine-tuning recipe (BiT-HyperRule)", "",
         f"The paper's BiT-L numbers come from BiT's recipe, and App. B.1.1 also runs ResNets with it. Here the "
