@@ -149,6 +149,26 @@ def test_mixup_batches_blend_partners_and_split_like_the_whole_batch():
     assert torch.equal(data.train_batch(x, y, 3, 16, 0, "none", mixup=0.0)[0], data.train_batch(x, y, 3, 16, 0, "none")[0])
 
 
+def test_randaugment_skip_leaves_ops_out_and_names_unknown_ones():
+    """randaugment_skip: the skipped ops are never drawn (here all but Identity: the images come back as
+    they went in); the schema lists exactly torchvision's ops; an unknown op is named."""
+    from vit.plan import checks
+
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randint(0, 256, (16, 3, 16, 16), dtype=torch.uint8, generator=g), torch.zeros(16, dtype=torch.long)
+    ops = data.randaugment_ops()
+    assert "Solarize" in ops and len(ops) == 14
+    schema_ops = checks.schema()["$defs"]["train"]["properties"]["randaugment_skip"]["items"]["enum"]
+    assert tuple(schema_ops) == ops
+    plain = data.train_batch(x, y, 3, 16, 0, "none")[0]
+    only_identity = data.train_batch(x, y, 3, 16, 0, "randaugment", randaugment_skip=tuple(o for o in ops if o != "Identity"))[0]
+    crop_flip = data.train_batch(x, y, 3, 16, 0, "crop_flip")[0]
+    assert torch.equal(only_identity, crop_flip) and not torch.equal(only_identity, plain)
+    assert not torch.equal(data.train_batch(x, y, 3, 16, 0, "randaugment")[0], crop_flip)
+    with pytest.raises(ValueError, match="randaugment_skip names \\['Solarise'\\]"):
+        data.train_batch(x, y, 3, 16, 0, "randaugment", randaugment_skip=("Solarise",))
+
+
 def test_randaugment_is_per_image_deterministic_and_split_invariant():
     import torch
 

@@ -176,7 +176,7 @@ def test_cost_estimate_covers_the_default_baselines():
     rows = cost.jobs(plan.load(config))
     students = [r for r in rows if r["stage"] == "pretrain" and r["model"] == "bit_ns"]
     assert [r["upstream"] for r in students] == ["ns1_contours_l", "ns2_contours_l"]
-    assert all(r["images"] == 500 * 128 for r in students)
+    assert all(r["images"] == 438 * 128 for r in students)
     hr = [r for r in rows if r["stage"] == "hyperrule"]
     assert len(hr) == len(config["finetune"]["tasks"])
     assert all((r["resolution"], r["images"]) == (32, 3 * 100 * 64) for r in hr)

@@ -112,6 +112,10 @@ def test_pretraining_beats_scratch_holds_partly_fails():
     claim = scorecard.pretraining_beats_scratch(mixed, CONFIG)
     assert claim.verdict == "partly" and "BiT: better on 0/4" in claim.evidence and "ViT: better on 4/4" in claim.evidence
     assert scorecard.pretraining_beats_scratch(runs(lambda *a: 50), CONFIG).verdict == "does not hold"
+    # from scratch only at 32 px (finetune.higher_resolutions_for): the 48 px fine-tunes have nothing to beat
+    only32 = good[(good.upstream != "scratch") | (good.resolution == 32)]
+    claim = scorecard.pretraining_beats_scratch(only32, CONFIG)
+    assert claim.verdict == "holds" and "better on 2/2" in claim.evidence and "48 px" not in claim.evidence
 
 
 def test_resnet_then_vit():

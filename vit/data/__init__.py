@@ -227,7 +227,7 @@ AUGMENTS = ("none", "crop_flip", "randaugment", "inception_crop", "inception_cro
 
 
 def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part: slice = slice(None),
-                mixup: float = 0.0, num_classes: int = 0, size: int = 0):
+                mixup: float = 0.0, num_classes: int = 0, size: int = 0, randaugment_skip: tuple = ()):
     """Batch number `step` of an epoch-wise shuffle, or the `part` of it that one process or one
     accumulation micro-step trains on. A pure function of (seed, step): a resumed run, or the same run
     split across processes and micro-steps, sees exactly the examples and augmentations of a single
@@ -236,7 +236,8 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
     `augment`: crop_flip reflect-pads by 1/8 of the side, crops back and flips; inception_crop takes an
     inception crop of the stored image (`inception_boxes`) resized to `size` (0 = the stored side), and
     flips, as the paper's code does in pre-training and fine-tuning; +randaugment adds RandAugment (Noisy
-    Student's input noise; "randaugment" alone is crop_flip+randaugment). Without inception_crop the
+    Student's input noise; "randaugment" alone is crop_flip+randaugment), without the ops named in
+    `randaugment_skip` (those that would change what the label is about). Without inception_crop the
     images must already be at the training resolution.
 
     With `mixup` = alpha > 0 (BiT-HyperRule, Zhang et al. 2018), each image is blended with a partner
@@ -276,7 +277,7 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
         elif augment != "none":
             xb = _crop_flip(xb, oy[pos], ox[pos], flip[pos], pad)
         if augment.endswith("randaugment"):
-            xb = _randaugment(xb, [seed * 1_000_003 + step * 65_537 + int(p) for p in pos])
+            xb = _randaugment(xb, [seed * 1_000_003 + step * 65_537 + int(p) for p in pos], randaugment_skip)
         return normalize(xb), y[idx[pos]]
 
     pos = torch.arange(len(idx))[part]
@@ -339,13 +340,27 @@ def inception_crop(xb, boxes: np.ndarray, flip, size: int):
 RANDAUGMENT = {"num_ops": 2, "magnitude": 9}  # torchvision's defaults (Cubuk et al. 2020)
 
 
-def _randaugment(xb, seeds: list[int]):
+def randaugment_ops() -> tuple[str, ...]:
+    """The ops torchvision's RandAugment draws from (Identity, ShearX, ..., Solarize, AutoContrast, Equalize)."""
+    from torchvision.transforms import v2
+
+    return tuple(v2.RandAugment._AUGMENTATION_SPACE)
+
+
+def _randaugment(xb, seeds: list[int], skip: tuple = ()):
     """RandAugment, the input noise of Noisy Student students: each image its own two random ops,
-    drawn from its own seed, so the result does not depend on how a batch is split."""
+    drawn from its own seed, so the result does not depend on how a batch is split; the ops in `skip`
+    are left out of the draw (torchvision keeps its op table in a class attribute: an instance copy
+    without them changes nothing else)."""
     import torch
     from torchvision.transforms import v2
 
     ra = v2.RandAugment(**RANDAUGMENT)
+    if skip:
+        unknown = sorted(set(skip) - set(ra._AUGMENTATION_SPACE))
+        if unknown:
+            raise ValueError(f"randaugment_skip names {unknown}: RandAugment's ops are {', '.join(randaugment_ops())}")
+        ra._AUGMENTATION_SPACE = {k: v for k, v in ra._AUGMENTATION_SPACE.items() if k not in skip}
     out = torch.empty_like(xb)
     with torch.random.fork_rng(devices=[]):  # leave the training RNG (dropout, resume state) untouched
         for i, s in enumerate(seeds):

@@ -31,12 +31,17 @@ def paper_scale(r: Results) -> pd.DataFrame:
 def compute(r: Results) -> list[str]:
     return [
         "## Compute (paper Fig. 5)", "", "![compute](figures/compute.png)", "",
-        f"*Figure {number(r, 'compute')}. Left, ours: mean transfer accuracy against measured pre-training "
-        "compute; one point per upstream set and model. Right, the paper's Table 6 (the data of its Fig. 5): "
-        "Average-5 transfer against pre-training exaFLOPs on JFT-300M. Further left and higher is more "
-        "compute-efficient (claim d).*", "",
+        f"*Figure {number(r, 'compute')}. Ours, left and centre: mean transfer accuracy at {r.common} px "
+        f"(mean and sd over seeds) of each model pre-trained on {r.plan.label(r.largest)}, against measured "
+        "pre-training FLOPs and against measured core-seconds; one line per family through its model sizes. "
+        "Right, the paper's Table 6 (the data of its Fig. 5): Average-5 transfer against pre-training "
+        "exaFLOPs on JFT-300M. Further left and higher is more compute-efficient (claim d, which also counts "
+        "the smaller upstream sets).*", "",
         "![pre-training curves](figures/pretrain_curves.png)", "",
-        f"*Figure {number(r, 'pretrain_curves')}. Pre-training loss of every upstream run against images seen.*", "",
+        f"*Figure {number(r, 'pretrain_curves')}. Pre-training loss against images seen, one panel per model: "
+        f"train loss (solid) and val loss (dashed) on each upstream set. Every set is seen for the same number "
+        f"of images, so the small sets are seen for many epochs; where a run's val loss rises, keep_best keeps "
+        f"the weights of its best validation (the table's `weights kept`).*", "",
         pretrain_runs(r).to_markdown(index=False, floatfmt=".4g"), ""]
 
 

@@ -36,7 +36,7 @@ def draw(r: Results, folder: Path) -> None:
     plots.transfer(s, r.largest, r.common, folder / "transfer.png")
     plots.size_ladder(sizes, r.common, folder / "size_ladder.png", r.reference.get("figure3_data"))
     plots.resolution(s, r.largest, p.label(r.largest), folder / "resolution.png")
-    plots.compute(scores(r), folder / "compute.png", paper_compute.figure5(r.reference))
+    plots.compute(scores(r), r.largest, folder / "compute.png", paper_compute.figure5(r.reference))
     plots.pretrain_curves(r.curves, folder / "pretrain_curves.png")
     if has_ablation(r):
         tidy, _ = ablation_table(s, r.ablation, p)

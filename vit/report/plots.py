@@ -80,28 +80,31 @@ def resolution(summary: pd.DataFrame, upstream: str, upstream_label: str, path) 
     plt.close(g.figure)
 
 
-def compute(scores: pd.DataFrame, path, paper: pd.DataFrame | None = None) -> None:
-    """Paper Fig. 5: transfer accuracy against pre-training compute, per model family; with `paper`
-    (vit.account.paper_compute.figure5: family, exaflops, average5) the paper's points in a panel beside ours."""
+def compute(scores: pd.DataFrame, largest: str, path, paper: pd.DataFrame | None = None) -> None:
+    """Paper Fig. 5: transfer accuracy against pre-training compute on the largest upstream set, one point
+    per model (mean and sd over seeds), one line per family through its model sizes; against measured
+    FLOPs and against measured core-seconds (what the run cost on this machine). With `paper`
+    (vit.account.paper_compute.figure5: family, exaflops, average5) the paper's points in a third panel."""
     paper = paper if paper is not None and len(paper) else None
-    fig, axes = plt.subplots(1, 2 if paper is not None else 1, figsize=(11.5 if paper is not None else 6.5, 4.2),
+    fig, axes = plt.subplots(1, 3 if paper is not None else 2, figsize=(16 if paper is not None else 11, 4.2),
                              squeeze=False)
-    ax = axes[0, 0]
-    scores = scores[scores.pretrain_pflops > 0]
-    if scores.empty:
-        return _nothing(fig, ax, path, "no pre-training runs in this preset (released weights only)")
-    sns.lineplot(data=scores, x="pretrain_pflops", y="top1", hue="model_label", style="model_label",
-                 markers=True, dashes=False, errorbar="sd", ax=ax)
-    ax.set_xscale("log")
-    ax.set(xlabel="pre-training compute (PFLOPs, measured)", ylabel="mean test top-1 over tasks (%)",
-           title="Ours: transfer vs pre-training compute")
-    ax.legend(title=None, fontsize=8)
+    ours = scores[(scores.pretrain_pflops > 0) & (scores.upstream == largest)]
+    if ours.empty:
+        return _nothing(fig, axes[0, 0], path, "no pre-training runs in this preset (released weights only)")
+    for ax, x, xlabel in ((axes[0, 0], "pretrain_pflops", "pre-training compute (PFLOPs, measured)"),
+                          (axes[0, 1], "pretrain_core_s", "pre-training core-seconds (measured)")):
+        sns.lineplot(data=ours.sort_values(x), x=x, y="top1", hue="family", style="model_label", markers=True,
+                     dashes=False, errorbar="sd", err_style="bars", sort=False, ax=ax, legend=ax is axes[0, 0])
+        sns.lineplot(data=ours.groupby(["family", "model"], as_index=False)[[x, "top1"]].mean().sort_values(x),
+                     x=x, y="top1", hue="family", ax=ax, legend=False, alpha=0.5)
+        ax.set(xlabel=xlabel, ylabel="mean test top-1 over tasks (%)", title="Ours: transfer vs pre-training cost")
+    axes[0, 0].legend(fontsize=6.5, loc="best")
     if paper is not None:
-        sns.scatterplot(data=paper, x="exaflops", y="average5", hue="family", style="family", s=60, ax=axes[0, 1])
-        axes[0, 1].set_xscale("log")
-        axes[0, 1].set(xlabel="pre-training exaFLOPs (paper, Table 6)", ylabel="Average-5 top-1 (%), paper",
+        sns.scatterplot(data=paper, x="exaflops", y="average5", hue="family", style="family", s=60, ax=axes[0, 2])
+        axes[0, 2].set_xscale("log")
+        axes[0, 2].set(xlabel="pre-training exaFLOPs (paper, Table 6)", ylabel="Average-5 top-1 (%), paper",
                        title="Paper (Fig. 5 / Table 6, JFT-300M)")
-        axes[0, 1].legend(title=None, fontsize=8)
+        axes[0, 2].legend(title=None, fontsize=8)
     _save(fig, path)
 
 
@@ -115,16 +118,28 @@ def resolution_ablation(table: pd.DataFrame, path) -> None:
 
 
 def pretrain_curves(curves: pd.DataFrame, path) -> None:
-    """Pre-training loss of every run (train loss, EMA) against images seen."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    """Pre-training loss against images seen, one panel per model: train loss (EMA, solid) and val loss
+    (dashed, at each evaluation), one colour per upstream set, so a small set's overfitting (val rising
+    while train falls) shows beside the large set's curves."""
     if curves.empty:
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
         return _nothing(fig, ax, path, "no pre-training runs in this preset (released weights only)")
-    d = pd.DataFrame({"images_seen": curves.images_seen, "loss": curves.loss, "model": curves.model_label,
-                      "pre-trained on": curves.upstream_label})
-    sns.lineplot(data=d, x="images_seen", y="loss", hue="model", style="pre-trained on", ax=ax)
-    ax.set(xlabel="images seen", ylabel="training loss (EMA)", title="Pre-training curves")
-    ax.legend(fontsize=8)
-    _save(fig, path)
+    d = pd.DataFrame({"images seen": curves.images_seen, "loss": curves.loss, "model": curves.model_label,
+                      "pre-trained on": curves.upstream_label, "split": curves.split,
+                      "rank": curves.upstream_rank})
+    order = d.sort_values("rank")["pre-trained on"].unique()
+    models = list(dict.fromkeys(d.sort_values("model").model))
+    g = sns.relplot(data=d, x="images seen", y="loss", hue="pre-trained on", hue_order=order, style="split",
+                    style_order=["train", "val"], col="model", col_order=models, col_wrap=min(3, len(models)),
+                    kind="line", height=2.8, aspect=1.25, facet_kws={"sharey": False})
+    g.set_titles("{col_name}", size=8)
+    g.set_axis_labels("images seen", "loss")
+    for ax in g.axes.flat:
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
+    g.tight_layout()
+    sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
+    g.figure.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(g.figure)
 
 
 def _nothing(fig, ax, path, why: str) -> None:

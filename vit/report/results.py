@@ -13,7 +13,7 @@ from vit.evaluate.collect import run_rows
 from vit.logs import environment, read_json
 from vit.plan import Plan
 from vit.plan.recipes import load_reference
-from vit.report import plots
+from vit.report import plots, scorecard
 from vit.report.summary import pretrain_table
 
 
@@ -76,10 +76,11 @@ def scores(r: Results) -> pd.DataFrame:
     """Mean over tasks per seed at the resolution every checkpoint has, with its pre-training compute:
     one point per upstream set and model (claims b and d, the compute figure)."""
     s = r.summary
-    out = plots.per_seed_mean(s).merge(s[["model", "upstream", "pretrain_flops"]].drop_duplicates(),
-                                       on=["model", "upstream"])
+    out = plots.per_seed_mean(s).merge(s[["model", "upstream", "pretrain_flops", "pretrain_core_hours"]]
+                                       .drop_duplicates(["model", "upstream"]), on=["model", "upstream"])
     out = out[out.upstream.isin(r.plan.upstreams) & (out.resolution == r.common)]
-    return out.assign(pretrain_pflops=out.pretrain_flops / 1e15)
+    return out.assign(pretrain_pflops=out.pretrain_flops / 1e15, pretrain_core_s=out.pretrain_core_hours * 3600,
+                      family=out.model.map(lambda m: scorecard.family(r.plan, m)))
 
 
 def load_inspect(paths: list[str], p: Plan) -> dict | None:

@@ -56,7 +56,9 @@ def intro(r: Results) -> list[str]:
     hours = (f"{c.core_hours.sum():.3g} core-hours" if c.gpu_hours.sum() == 0 else
              f"{c.gpu_hours.sum():.3g} GPU-hours and {c.core_hours.sum():.3g} CPU core-hours")
     return [
-        "# Results: ViT vs BiT vs EfficientNet at laptop scale", "", _design(r), "",
+        "# Results: ViT and its baselines at laptop scale", "", _design(r), "",
+        "How the default preset's miniature was designed, and the pilots behind each choice (upstream corpus, "
+        "models, budgets, learning rates): [docs/design.md](../docs/design.md).", "",
         f"**Total measured training compute: {c.train_flops.sum() / 1e15:.3g} PFLOPs** in "
         f"{c.train_time_s.sum() / 60:.1f} min of timed training steps over {len(c)} runs ({hours}; "
         f"median MFU {100 * c.mfu.median():.1f} % of the measured matmul peak). Jobs run side by side, "
@@ -66,12 +68,14 @@ def intro(r: Results) -> list[str]:
 
 def scorecard_section(r: Results) -> list[str]:
     cards = claims(r)
+    sizes = [r.plan.dataset(u)["train"] for u in r.plan.upstreams if r.plan.dataset(u).get("train")]
+    scale = (f"*At this scale* means upstream sets of {min(sizes):,}-{max(sizes):,} images instead of "
+             f"1.3M-300M photographs: a claim that does not hold here is not refuted for the paper's scale, "
+             f"and one that holds is weak evidence." if sizes else "")
     return [
         "## Claims scorecard", "",
         "Each claim of the paper against this run's numbers. " + scorecard.RULE + " (vit/report/scorecard.py "
-        "states how each claim applies it.) *At this scale* means 2k-20k "
-        "procedural images instead of 1.3M-300M photographs: a claim that does not hold here is not refuted "
-        "for the paper's scale, and one that holds is weak evidence.", "",
+        "states how each claim applies it.) " + scale, "",
         cards.assign(claim="(" + cards.key + ") " + cards.claim).rename(columns={
             "paper": "paper's evidence", "evidence": "this run", "verdict": "verdict at this scale"})[
             ["claim", "paper's evidence", "this run", "verdict at this scale"]].to_markdown(index=False), ""]

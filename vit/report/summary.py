@@ -20,8 +20,9 @@ from vit.logs import read_json, write_parquet
 from vit.plan import Plan
 
 PRETRAIN_COLUMNS = ("model", "upstream", "pretrain_images_seen", "pretrain_steps", "pretrain_flops", "pretrain_time_s",
-                    "pretrain_threads", "upstream_val_top1", "params_backbone", "fwd_flops_per_img", "env")
-CURVE_COLUMNS = ("model", "upstream", "images_seen", "loss")
+                    "pretrain_threads", "upstream_val_top1", "upstream_val_loss", "pretrain_train_loss", "kept",
+                    "params_backbone", "fwd_flops_per_img", "env")
+CURVE_COLUMNS = ("model", "upstream", "split", "images_seen", "loss")
 
 
 @dataclass
@@ -44,19 +45,24 @@ def label(df: pd.DataFrame, p: Plan) -> pd.DataFrame:
 
 
 def pretrain_table(paths: list[str], p: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(one row per pre-training run, its training loss against images seen) from vit.train's summary.json."""
+    """(one row per pre-training run, its train and val loss against images seen) from vit.train's
+    summary.json. The row's val top-1 and loss are those of the kept weights (`kept`: the last step's, or
+    the best validation's with keep_best), its train loss the last logged one."""
     rows, curves = [], []
     for path in paths:
         s = read_json(path)
         base = {"model": s["model"], "upstream": s["upstream"]}
+        val = s["eval"].get("val", {})
         rows.append({**base, "pretrain_images_seen": s["images_seen"], "pretrain_steps": s["steps"],
                      "pretrain_flops": s["train_flops_per_img"] * s["images_seen"],
                      "pretrain_time_s": s["train_time_s"], "pretrain_threads": s["config"]["threads"],
-                     "upstream_val_top1": s["eval"].get("val", {}).get("top1"),
+                     "upstream_val_top1": val.get("top1"), "upstream_val_loss": val.get("loss"),
+                     "pretrain_train_loss": s.get("final_train_loss"), "kept": s.get("kept", "last"),
                      "params_backbone": s["params_backbone"], "fwd_flops_per_img": s["fwd_flops_per_img"],
                      "env": json.dumps(s["env"], sort_keys=True)})
-        curves += [{**base, "images_seen": h["step"] * s["config"]["batch_size"], "loss": h["loss"]}
-                   for h in s["history"] if h["split"] == "train"]
+        # the history holds the train loss (EMA) every log step and the val split's result every evaluation
+        curves += [{**base, "split": "train" if h["split"] == "train" else "val",
+                    "images_seen": h["step"] * s["config"]["batch_size"], "loss": h["loss"]} for h in s["history"]]
     # a preset that only fine-tunes released weights has no pre-training runs: empty tables, same columns
     return (label(pd.DataFrame(rows, columns=list(PRETRAIN_COLUMNS)), p),
             label(pd.DataFrame(curves, columns=list(CURVE_COLUMNS)), p))

@@ -220,11 +220,15 @@ def ns_table(summary: pd.DataFrame, pretrain: pd.DataFrame, p: Plan, ns_info: di
 
 
 def pretrain_runs_table(pretrain: pd.DataFrame, resolution: int) -> pd.DataFrame:
-    """The pre-training runs, one row each; FLOPs per image at the pre-training `resolution`."""
+    """The pre-training runs, one row each: train vs val loss (a run that overfits shows a val loss above
+    its train loss), the kept weights' val top-1 and which weights were kept; FLOPs per image at the
+    pre-training `resolution`."""
     return pretrain.sort_values(["model", "upstream_rank"])[
-        ["model_label", "upstream_label", "pretrain_images_seen", "pretrain_steps", "upstream_val_top1",
-         "params_backbone", "fwd_flops_per_img", "pretrain_time_s"]].rename(columns={
+        ["model_label", "upstream_label", "pretrain_images_seen", "pretrain_steps", "pretrain_train_loss",
+         "upstream_val_loss", "upstream_val_top1", "kept", "params_backbone", "fwd_flops_per_img",
+         "pretrain_time_s"]].rename(columns={
             "model_label": "model", "upstream_label": "upstream", "pretrain_images_seen": "images seen",
-            "pretrain_steps": "steps", "upstream_val_top1": "upstream val top-1 (%)",
+            "pretrain_steps": "steps", "pretrain_train_loss": "train loss (end)", "upstream_val_loss": "val loss",
+            "upstream_val_top1": "upstream val top-1 (%)", "kept": "weights kept",
             "params_backbone": "params (no head)", "fwd_flops_per_img": f"fwd FLOPs/img @{resolution}px",
             "pretrain_time_s": "train time (s)"})

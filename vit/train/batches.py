@@ -36,7 +36,8 @@ class Feed:
 
     def read(self, step: int) -> list:
         return [data.train_batch(self.x, self.y, step, self.cfg.batch_size, self.cfg.seed, self.cfg.augment, part=p,
-                                 mixup=self.cfg.mixup, num_classes=self.num_classes, size=self.cfg.img_size) for p in self.parts]
+                                 mixup=self.cfg.mixup, num_classes=self.num_classes, size=self.cfg.img_size,
+                                 randaugment_skip=tuple(self.cfg.randaugment_skip)) for p in self.parts]
 
     def get(self, step: int) -> list:
         """Step `step`'s micro-batches, (images, targets) pairs; steps are asked for in order."""

@@ -46,6 +46,8 @@ class Config:
     time_margin_s: float = 300.0    # ... this long before it (plus twice the slowest step): room for the state save
     augment: str = "none"           # none | crop_flip | inception_crop (+ flip; zooms into the stored image) |
                                     # randaugment (crop_flip + RandAugment: Noisy Student) | inception_crop+randaugment
+    randaugment_skip: list = field(default_factory=list)  # RandAugment ops left out (torchvision's names, e.g.
+                                    # Solarize): those that change what the labels are about ([] = all 14 ops)
     seed: int = 0
     eval_every: int = 0
     keep_best: bool = False         # keep the weights of the best val top-1 (of the evaluations every eval_every steps
