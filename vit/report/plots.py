@@ -136,8 +136,8 @@ def pretrain_curves(curves: pd.DataFrame, path) -> None:
     g.set_axis_labels("images seen", "loss")
     for ax in g.axes.flat:
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x / 1000:g}k"))
-    g.tight_layout()
-    sns.move_legend(g, "upper left", bbox_to_anchor=(1.0, 0.95), fontsize=8)
+    g.figure.subplots_adjust(right=0.98, hspace=0.35, wspace=0.25)  # relplot leaves room for its legend
+    sns.move_legend(g, "upper left", bbox_to_anchor=(0.99, 0.95), fontsize=8)
     g.figure.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(g.figure)
 

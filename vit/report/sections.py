@@ -10,8 +10,8 @@ from vit.report import scorecard
 from vit.report.figures import number
 from vit.report.results import Results, scores
 from vit.report.table2 import table2
-from vit.report.tables import (ablation_table, group_table, hyperrule_table, hyperrule_text, ns_table,
-                               paper_groups, ssl_table, task_table)
+from vit.report.tables import (ablation_table, group_table, hyperrule_table, hyperrule_text, ladder_table,
+                               ns_table, paper_groups, ssl_table, task_table)
 
 POSEMB_INTERP_TEXT = MappingProxyType({"bicubic": "timm's bicubic with antialias",
                       "bilinear_corners": "the original code's corner-aligned linear zoom, scipy zoom(order=1)"})
@@ -113,7 +113,25 @@ def size_ladder(r: Results) -> list[str]:
         "ResNets ahead on the smallest set and the ViT catching up or overtaking on the largest (claim b); "
         "look for the gap between our lines closing from left to right.* The paper's Fig. 4 (linear 5-shot "
         "accuracy on JFT subsets) prints no numbers (`figure4_data.values: null` in reference.yaml), so it is "
-        "not drawn.", ""]
+        "not drawn.", ""] + _ladder(r)
+
+
+def _ladder(r: Results) -> list[str]:
+    """The ladder's numbers, and what a fine-tune's length does to them."""
+    table = ladder_table(r.pretrain, scores(r), r.plan)
+    if table.empty:
+        return []
+    ft = r.plan.config["finetune"]["train"]
+    n = pd.Series([r.plan.dataset(t).get("train", 0) + r.plan.dataset(t).get("val", 0)
+                   for t in r.plan.config["finetune"]["tasks"]]).median()
+    budget = (f" Each fine-tune here is {ft['steps']} steps of batch {ft['batch_size']}, "
+              f"{ft['steps'] * ft['batch_size'] / n:.1f} epochs of a task's {n:,.0f} training images: transfer "
+              "then measures how fast a checkpoint's features adapt as much as what they hold "
+              "([docs/design.md](../docs/design.md#the-first-full-run-64k-images-seen-and-what-it-changed) "
+              "compares longer fine-tunes)." if ft.get("steps") and ft.get("batch_size") and n else "")
+    return ["Every set is seen for the same number of images, so the smaller sets are seen for more epochs "
+            "and may be memorised (train loss below val loss); `keep_best` then keeps the best validation's "
+            f"weights.{budget}", "", table.to_markdown(index=False), ""]
 
 
 def _ablation(r: Results) -> list[str]:

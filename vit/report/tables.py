@@ -232,3 +232,20 @@ def pretrain_runs_table(pretrain: pd.DataFrame, resolution: int) -> pd.DataFrame
             "upstream_val_top1": "upstream val top-1 (%)", "kept": "weights kept",
             "params_backbone": "params (no head)", "fwd_flops_per_img": f"fwd FLOPs/img @{resolution}px",
             "pretrain_time_s": "train time (s)"})
+
+
+def ladder_table(pretrain: pd.DataFrame, scores: pd.DataFrame, p: Plan) -> pd.DataFrame:
+    """The size ladder, one row per model pre-trained on more than one upstream set and set: epochs (every
+    set seen for the same images), the kept weights' upstream val top-1 and the train / val loss beside it,
+    and the mean transfer over tasks (per seed, then mean ± sd over seeds) that the size-ladder figure draws."""
+    sizes = pretrain[pretrain.upstream.isin(p.upstreams)]
+    ladder = sizes.groupby("model").upstream.nunique()
+    rows = []
+    for _, r in sizes[sizes.model.isin(ladder[ladder > 1].index)].sort_values(["model", "upstream_rank"]).iterrows():
+        t = scores[(scores.model == r.model) & (scores.upstream == r.upstream)].top1
+        rows.append({"model": r.model_label, "pre-trained on": r.upstream_label,
+                     "epochs": f"{r.pretrain_images_seen / r.upstream_rank:.3g}",
+                     "train loss (end)": f"{r.pretrain_train_loss:.2f}", "val loss": f"{r.upstream_val_loss:.2f}",
+                     "upstream val top-1 (%)": f"{r.upstream_val_top1:.1f}", "weights kept": r.kept,
+                     "mean transfer (%)": fmt(t)})
+    return pd.DataFrame(rows)
