@@ -161,3 +161,33 @@ def test_inspection_claims():
     old = dict(base, posemb={k: v for k, v in smooth["posemb"].items() if k != "distance_corr_null_sd"})
     assert scorecard.posemb_2d_structure(old).verdict == "not tested"
     assert scorecard.posemb_2d_structure(None).verdict == "not tested"
+
+
+def test_ladder_table_reads_train_and_val_of_the_kept_weights_and_transfer(tmp_path):
+    """The size-ladder table (report): one row per ladder model and set, epochs from images seen over the
+    set's size, train loss vs val loss and top-1 of the kept weights, transfer as mean ± sd over seeds;
+    a model pre-trained on one set only is not a ladder; a missing val loss prints as a dash."""
+    import json
+
+    from vit.report import summary, tables
+
+    paths = []
+    for model, up, val in [("vit", "small", {"top1": 60.0, "loss": 1.2}), ("vit", "big", {"top1": 70.0, "loss": 1.0}),
+                           ("bit", "big", {})]:
+        s = {"model": model, "upstream": up, "images_seen": 2000, "steps": 10, "train_flops_per_img": 1.0,
+             "train_time_s": 1.0, "config": {"threads": 1, "batch_size": 200}, "eval": {"val": val} if val else {},
+             "final_train_loss": 0.5, "kept": "best" if up == "small" else "last", "params_backbone": 1,
+             "fwd_flops_per_img": 1.0, "env": {},
+             "history": [{"step": 5, "split": "train", "loss": 2.0}, {"step": 10, "split": "val", "loss": 1.1, "top1": 1}]}
+        (tmp_path / f"{model}-{up}.json").write_text(json.dumps(s))
+        paths.append(str(tmp_path / f"{model}-{up}.json"))
+    pre, curves = summary.pretrain_table(paths, CONFIG)
+    assert sorted(curves.split.unique()) == ["train", "val"]
+    sc = pd.DataFrame([{"model": "vit", "upstream": u, "seed": s, "top1": t + s}
+                       for u, t in (("small", 30.0), ("big", 40.0)) for s in (0, 1)])
+    table = tables.ladder_table(pre, sc, CONFIG)
+    assert list(table["pre-trained on"]) == ["Small", "Big"] and set(table.model) == {"ViT"}
+    small, big = table.iloc[0], table.iloc[1]
+    assert (small["epochs"], small["train loss (end)"], small["val loss"], small["weights kept"]) == ("20", "0.50", "1.20", "best")
+    assert (big["upstream val top-1 (%)"], big["mean transfer (%)"]) == ("70.0", "40.5 ± 0.7")
+    assert tables._num(None, ".2f") == "–"

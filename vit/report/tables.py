@@ -245,7 +245,12 @@ def ladder_table(pretrain: pd.DataFrame, scores: pd.DataFrame, p: Plan) -> pd.Da
         t = scores[(scores.model == r.model) & (scores.upstream == r.upstream)].top1
         rows.append({"model": r.model_label, "pre-trained on": r.upstream_label,
                      "epochs": f"{r.pretrain_images_seen / r.upstream_rank:.3g}",
-                     "train loss (end)": f"{r.pretrain_train_loss:.2f}", "val loss": f"{r.upstream_val_loss:.2f}",
-                     "upstream val top-1 (%)": f"{r.upstream_val_top1:.1f}", "weights kept": r.kept,
+                     "train loss (end)": _num(r.pretrain_train_loss, ".2f"), "val loss": _num(r.upstream_val_loss, ".2f"),
+                     "upstream val top-1 (%)": _num(r.upstream_val_top1, ".1f"), "weights kept": r.kept,
                      "mean transfer (%)": fmt(t)})
     return pd.DataFrame(rows)
+
+
+def _num(value, spec: str) -> str:
+    """A number as `spec`, or a dash where the run has none (no val split: self-supervised)."""
+    return "–" if value is None or pd.isna(value) else format(value, spec)
