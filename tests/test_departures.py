@@ -60,6 +60,9 @@ def test_default_config_names_its_stand_ins_and_only_the_differing_values():
     # the paper does not state fine-tuning warm-up: a note, not a table row
     assert not rows(config, "fine-tuning", "warmup_steps")
     assert "Not stated in the paper" in text and "fine-tuning warm-up 4 steps (the original code: 500 steps)" in text
+    # a task's own augmentation (finetune.per_task) is named with its tasks
+    assert ("fine-tuning augmentation `inception_crop` on Flowers (procedural), Land cover (EuroSAT-like); "
+            "`none` on dSpr-Loc") in text
 
 
 def test_paper_i21k_names_the_release():

@@ -51,7 +51,7 @@ def ours(case: dict, steps: int, threads: int, process: loop.Process) -> dict:
     fine-tuning grid's process does."""
     with tempfile.TemporaryDirectory(prefix="bench-") as out:
         settings = {**case["settings"], "data": case["data"], "out": out, "steps": WARMUP + steps, "epochs": 0.0,
-                    "val_split": "", "test_split": "", "fewshot": [], "eval_every": 0, "ckpt_every": 0,
+                    "val_split": "", "test_split": "", "fewshot": [], "eval_every": 0, "keep_best": False, "ckpt_every": 0,
                     "save_checkpoint": False, "threads": threads, "time_limit_s": 0.0}
         words = [f"--{k}={v if isinstance(v, str) else cli.literal(v)}" for k, v in settings.items()]
         summary = loop.train(cli.parse(loop.Config, words), process)

@@ -262,10 +262,14 @@ def _finetune_rows(plan: Plan, reference: dict, notes: list, unstated: list) -> 
                      + "; ".join(f"{', '.join(label[t] for t in tasks)}: {steps_text(n)}, lr {lr}"
                                  for (n, lr), tasks in no_row.items()) + ".")
     vj = ref["vit_jax_public_defaults"]
+    augments = {}  # augmentation -> the tasks fine-tuned with it (finetune.per_task may set a task's own)
+    for t in ft["tasks"]:
+        augments.setdefault(ft.get("per_task", {}).get(t, {}).get("augment", ft["train"].get("augment", "none")),
+                            []).append(label[t])
+    used = "; ".join(f"`{a}`" + (f" on {', '.join(ts)}" if len(augments) > 1 else "") for a, ts in augments.items())
     unstated += [f"fine-tuning warm-up {steps_text(ft['train'].get('warmup_steps', 0))} (the original code: "
                  f"{steps_text(vj['warmup_steps'])})",
-                 f"fine-tuning augmentation `{ft['train'].get('augment', 'none')}` (the original code: "
-                 f"{vj['train_aug'].split(' -> ')[0]})"]
+                 f"fine-tuning augmentation {used} (the original code: {vj['train_aug'].split(' -> ')[0]})"]
     return _merge(diffs, ft["tasks"], lambda got: " on " + ", ".join(label[t] for t in got))
 
 
