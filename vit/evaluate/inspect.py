@@ -144,11 +144,11 @@ def posemb_stats(sim: torch.Tensor) -> dict:
     line = ((dr == 0) | (dc == 0)) & pair
     upper = np.triu(pair)  # each unordered pair once
     dist = np.hypot(dr, dc)[upper]
-    rng = np.random.default_rng(0)
+    rng, dist_rank = np.random.default_rng(0), rankdata(dist)
     null = []
-    for _ in range(PERMUTATIONS):  # Spearman = Pearson of ranks; the distances' ranks move with the patches
+    for _ in range(PERMUTATIONS):  # Spearman = Pearson of ranks: the similarities move with the patches
         perm = rng.permutation(gh * gw)
-        null.append(np.corrcoef(rankdata(s[np.ix_(perm, perm)][upper]), rankdata(dist))[0, 1])
+        null.append(np.corrcoef(rankdata(s[np.ix_(perm, perm)][upper]), dist_rank)[0, 1])
     return {"neighbour": float(s[neighbour].mean()), "other": float(s[pair & ~neighbour].mean()),
             "same_row_or_col": float(s[line].mean()), "neither": float(s[pair & ~line].mean()),
             "distance_corr": float(spearmanr(s[upper], dist).statistic),

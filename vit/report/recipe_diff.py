@@ -273,7 +273,7 @@ def _finetune_rows(plan: Plan, reference: dict, notes: list, unstated: list) -> 
     return _merge(diffs, ft["tasks"], lambda got: " on " + ", ".join(label[t] for t in got))
 
 
-def _train_examples(plan: Plan, task: str) -> int:
+def train_examples(plan: Plan, task: str) -> int:
     """Examples of the split a task trains on, as the config states them: the BiT-HyperRule picks its
     schedule from it (vit.account.cost counts the same way)."""
     ft = plan.config["finetune"]
@@ -292,7 +292,7 @@ def _hyperrule_rows(plan: Plan) -> list[dict]:
     variant, tasks, diffs = hr.get("variant", "code"), plan.finetune_tasks, []
     source = f"BiT-HyperRule ({variant})"
     for task in tasks:
-        n = _train_examples(plan, task)
+        n = train_examples(plan, task)
         small, big = recipes.bit_hyperrule(n, (32, 32), variant), recipes.bit_hyperrule(n, (224, 224), variant)
         for key, value in hr.get("train", {}).items():
             if key in big and not same(value, big[key]):

@@ -122,16 +122,14 @@ def pretraining_beats_scratch(summary: pd.DataFrame, plan: Plan) -> Claim:
     for m in models:
         d = summary[summary.model == m]
         lost = []
-        scratch = d[d.upstream == "scratch"]
-        both = d[(d.upstream == largest) & d.set_index(["task_label", "resolution"]).index.isin(
-            scratch.set_index(["task_label", "resolution"]).index)]
-        pairs = both.groupby(["task_label", "resolution"])
+        scratch = dict(list(d[d.upstream == "scratch"].groupby(["task_label", "resolution"])))
+        pairs = [(key, g) for key, g in d[d.upstream == largest].groupby(["task_label", "resolution"])
+                 if key in scratch]
         for (task, res), g in pairs:
-            s = scratch[(scratch.task_label == task) & (scratch.resolution == res)]
-            diffs.append(diff_over_seeds(_per_seed(g), _per_seed(s)))
+            diffs.append(diff_over_seeds(_per_seed(g), _per_seed(scratch[task, res])))
             if not diffs[-1].counts:
                 lost.append(f"{task} {res} px ({diffs[-1]})")
-        parts.append(f"{plan.model_label(m)}: better on {pairs.ngroups - len(lost)}/{pairs.ngroups} task x resolution "
+        parts.append(f"{plan.model_label(m)}: better on {len(pairs) - len(lost)}/{len(pairs)} task x resolution "
                      f"pairs" + (f", not on {', '.join(lost)}" if lost else ""))
     verdict = _judge(diffs)
     return Claim("a", text, paper, f"pre-trained on {plan.label(largest)} vs from scratch "

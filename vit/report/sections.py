@@ -8,6 +8,7 @@ import pandas as pd
 
 from vit.report import scorecard
 from vit.report.figures import number
+from vit.report.recipe_diff import train_examples
 from vit.report.results import Results, scores
 from vit.report.table2 import table2
 from vit.report.tables import (ablation_table, group_table, hyperrule_table, hyperrule_text, ladder_table,
@@ -122,8 +123,7 @@ def _ladder(r: Results) -> list[str]:
     if table.empty:
         return []
     ft = r.plan.config["finetune"]["train"]
-    n = pd.Series([r.plan.dataset(t).get("train", 0) + r.plan.dataset(t).get("val", 0)
-                   for t in r.plan.config["finetune"]["tasks"]]).median()
+    n = pd.Series([train_examples(r.plan, t) for t in r.plan.config["finetune"]["tasks"]]).median()
     budget = (f" Each fine-tune here is {ft['steps']} steps of batch {ft['batch_size']}, "
               f"{ft['steps'] * ft['batch_size'] / n:.1f} epochs of a task's {n:,.0f} training images: transfer "
               "then measures how fast a checkpoint's features adapt as much as what they hold "
