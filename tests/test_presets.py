@@ -76,8 +76,11 @@ def test_planned_jobs_resources_and_launch(planned):
             assert (r["gpu"], r["cpus_per_gpu"], r["slurm_partition"]) == ("8", "8", "gpu")
             assert int(r["mem_mb"]) >= 400_000 and int(r["runtime"]) >= 24 * 60
             assert "tasks" not in r  # would become --ntasks-per-gpu and multiply the processes
-            # its own devices first (vit.train.gpus), then one process per GPU
-            assert j["shell"].startswith(f"python -m vit.train.gpus --count={r['gpu']} -- "
+            # SLURM's warning before the time limit, for a state save (docs/reliability.md)
+            assert "--signal=USR1@600" in r["slurm_extra"]
+            # its own devices first (vit.train.gpus), then one process per GPU; `exec`: no shell left between
+            # Snakemake and the stage, for SLURM's signals to kill
+            assert j["shell"].startswith(f"exec python -m vit.train.gpus --count={r['gpu']} -- "
                                          f"torchrun --standalone --nnodes=1 --nproc_per_node={r['gpu']} -m vit.")
             assert j["args"]["threads"] == 8
         elif j["rule"] in ONE_GPU_RULES:

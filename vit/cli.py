@@ -201,7 +201,7 @@ def main_guard(fn, cls):
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except SystemExit as e:  # a stop that says why (vit.train.TimeLimit): say it, keep its exit status
+    except SystemExit as e:  # a stop that says why (vit.stops): say it, keep its exit status
         if getattr(e, "message", ""):
             print(e.message, file=sys.stderr, flush=True)
         raise

@@ -20,8 +20,9 @@ import pandas as pd
 
 from vit import cli
 from vit.models import flops
-from vit.logs import read_json, write_parquet
+from vit.logs import read_benchmark, read_json, redo, write_parquet
 from vit.account.peak import run_peak_gflops
+from vit.evaluate.collect import read_runs
 
 
 @dataclass
@@ -60,7 +61,7 @@ def run_row(s: dict, stage: str, peak: dict | None = None) -> dict:
 
 def job_row(path: Path) -> dict:
     """One Snakemake benchmark record; the file name is <model>-<upstream>.tsv under <rule>/."""
-    b = pd.read_csv(path, sep="\t").iloc[-1]
+    b = read_benchmark(path)
     model, _, upstream = path.stem.partition("-")
     num = lambda v: float(v) if str(v) not in ("NA", "nan", "-") else None  # noqa: E731
     return {"rule": path.parent.name, "model": model, "upstream": upstream, "wall_s": num(b["s"]),
@@ -70,16 +71,16 @@ def job_row(path: Path) -> dict:
 def account(cfg: Config) -> pd.DataFrame:
     if not cfg.out:
         raise cli.ConfigError("--out is required")
-    peak = read_json(cfg.peak) if cfg.peak else None
+    peak = read_json(cfg.peak, redo(cfg.peak, "peak rule"), dict) if cfg.peak else None
     rows, jobs = [], []
     for name in cfg.inputs:
         path = Path(name)
         if path.suffix == ".tsv":
             jobs.append(job_row(path))
         elif path.name == "runs.json":
-            rows += [run_row(s, "finetune", peak) for s in read_json(path)]
+            rows += [run_row(s, "finetune", peak) for s in read_runs(path)]
         elif path.name == "summary.json":
-            rows.append(run_row(read_json(path), "pretrain", peak))
+            rows.append(run_row(read_json(path, redo(path), dict), "pretrain", peak))
         else:
             raise cli.ConfigError(f"{path}: expected summary.json, runs.json or a benchmark .tsv")
     table = pd.DataFrame(rows)

@@ -30,14 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import yaml
 
 from vit import cli, models
 from vit.account.peak import matmul_peak
 from vit.data import DataError, tv_sources
-from vit.logs import read_json
+from vit.logs import read_json, read_parquet, read_yaml, redo
 from vit.models import flops
 from vit.plan import RULES, Plan, load
+from vit.plan.checks import read_config
 from vit.train import finetune, loop, optim
 
 # dense bf16 tensor-core peaks (FLOP/s): NVIDIA H100 SXM and A100 SXM datasheets; TPUv3 per core (paper)
@@ -158,7 +158,7 @@ def vtab_jobs(plan: Plan, model: str = "") -> list[dict]:
         if not path.exists():
             raise cli.ConfigError(f"vtab.checkpoint: {path} does not exist, and the estimate needs its model; "
                                   f"pass --model=<a paper model, e.g. ViT-B/16> instead")
-        spec = torch.load(path, map_location="cpu", mmap=True, weights_only=False)["model_args"]
+        spec = models.load_checkpoint(str(path), mmap=True)["model_args"]
     spec = models.transfer_spec(spec)
     tasks = plan.vtab_tasks
     res, seeds = v.get("resolution", 384), v.get("seeds", [0])
@@ -181,7 +181,7 @@ def _cpu_peak(peak_file: str) -> tuple[dict, str]:
     now on one thread (the only one the estimate uses)."""
     path = Path(peak_file or "results/compute/peak.json")
     if path.exists():
-        return read_json(path), f"measured by vit.account.peak ({path})"
+        return read_json(path, redo(path, "peak rule"), dict), f"measured by vit.account.peak ({path})"
     if peak_file:
         raise cli.ConfigError(f"--peak_file={peak_file}: no such file (write one with python -m vit.account.peak)")
     torch.set_num_threads(1)
@@ -209,7 +209,7 @@ def _profile(device: str) -> tuple[dict, dict, int]:
     On CPU every job is one core (the laptop workflow's 1-thread jobs) with no time limit."""
     if device == "cpu" or not SLURM_PROFILE.exists():
         return {}, {}, 1
-    profile = yaml.safe_load(SLURM_PROFILE.read_text())
+    profile = read_yaml(SLURM_PROFILE, "restore it with `git checkout workflow/profiles/slurm/config.yaml`")
     res = {rule: r for rule, r in profile.get("set-resources", {}).items() if isinstance(r, dict)}
     default = profile.get("default-resources", {}).get("runtime")
     return ({rule: int(r.get("gpu", 1)) for rule, r in res.items()},
@@ -301,15 +301,12 @@ def compare(df, compute):
 
 
 def main(cfg: Config):
-    import pandas as pd
-
     if not cfg.configfile:
         raise cli.ConfigError("--configfile is required (config.yaml or configs/<preset>.yaml)")
     if cfg.device not in DEVICES:
         raise cli.ConfigError(f"--device={cfg.device!r}: expected one of {', '.join(DEVICES)}")
-    with open(cfg.configfile) as f:
-        plan = load(yaml.safe_load(f))
-    compute = pd.read_parquet(cfg.measured) if cfg.measured else None
+    plan = load(read_config(cfg.configfile))
+    compute = read_parquet(cfg.measured, redo(cfg.measured, "account rule")) if cfg.measured else None
     if cfg.device == "cpu":
         record, peak_src = _cpu_peak(cfg.peak_file)
         unit, devices = "core", cfg.devices or os.cpu_count() or 1

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vit.errors import DataError
-from vit.logs import read_json, sha256_file, write_json
+from vit.logs import WRITERS, read_json, redo, sha256_file, write_json
 
 MANIFEST = "manifest.json"
 
@@ -49,11 +49,17 @@ def write_manifest(stage: Path, *, name: str, source: str, group: str, seed: int
 
 
 def read_manifest(data_dir: str | Path) -> dict:
+    """The manifest of the prepared set in `data_dir`; a damaged one (or another JSON file in its place) is a
+    DataError naming it and the fix: the whole folder is prepared again (its arrays are checked against it)."""
     path = Path(data_dir) / MANIFEST
     if not path.exists():
         raise DataError(f"{path}: no prepared dataset here. Prepare it with "
                         f"`snakemake --cores all {path}` (or `python -m vit.data.prepare ...`).")
-    return read_json(path)
+    fix = redo(path, WRITERS["data"], delete=data_dir)
+    manifest = read_json(path, fix, kind=dict)
+    if not all(isinstance(manifest.get(k), dict) for k in ("splits", "files")):
+        raise DataError(f"{path}: not a prepared dataset's manifest (no 'splits' and 'files'); {fix}")
+    return manifest
 
 
 def verify(data_dir: str | Path, files: list[str], manifest: dict | None = None) -> None:

@@ -47,6 +47,7 @@ from vit.data import MANIFEST, DataError, split_files, write_manifest
 from vit.data import contours, flowers, sources, synth
 from vit.logs import config_hash, sha256_file
 from vit.plan import IMAGE_SOURCES
+from vit.stops import EXIT_RESUME, Resumable, Signals, for_workers
 
 SYNTH_SOURCES = ("contours", "shapes", "dsprites_location", "dsprites_orientation", "clevr_count", "clevr_distance",
                  "landcover", "flowers")
@@ -213,12 +214,14 @@ def _decode_chunk(c: int):
     return c, xs, ys
 
 
-def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: int) -> None:
+def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: int,
+                 signals: Signals | None = None) -> None:
     """Decode `seq` into <split>_images.npy / <split>_labels.npy in `stage`, resuming from the chunks a
     previous attempt finished. <split>.done.npy holds one byte per chunk, set once the chunk's pixels
     are written, so recording progress costs the same at any dataset size. Chunks are written with
     positioned writes rather than through a memory map, so resident memory does not grow with the
-    dataset."""
+    dataset. A stop signal (`signals`, vit.stops) ends the split between two chunks: every chunk marked
+    done is whole, and the next attempt decodes the rest."""
     from numpy.lib.format import open_memmap
 
     n = len(seq)
@@ -241,8 +244,8 @@ def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: i
     ctx = multiprocessing.get_context("fork")  # workers inherit the open dataset, nothing is pickled
     try:
         with open(fx, "r+b") as img_file, open(fy, "r+b") as label_file, \
-                (ctx.Pool(workers) if workers > 1 else _Serial()) as pool:
-            for c, xs, ys in pool.imap_unordered(_decode_chunk, pending):
+                (ctx.Pool(workers, initializer=for_workers) if workers > 1 else _Serial()) as pool:
+            for c, xs, ys in _finished(pool.imap_unordered(_decode_chunk, pending), signals):
                 os.pwrite(img_file.fileno(), xs.tobytes(), offsets[fx] + c * chunk * xs[0].nbytes)
                 os.pwrite(label_file.fileno(), ys.tobytes(), offsets[fy] + c * chunk * 8)
                 done[c] = 1  # after the pixels reached the OS: a killed process loses nothing marked done
@@ -251,8 +254,27 @@ def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: i
     finally:
         bar.close()
         _WORK.clear()
-    del done
-    fdone.unlink()
+    if not done.all():  # stopped by a signal
+        left = int((done == 0).sum())
+        del done
+        raise Resumable(f"{stage}: {split} stopped by {Signals.name(signals.received)} with {left} of {n_chunks} "
+                        f"chunks to decode; the finished ones are kept and the next attempt resumes "
+                        f"(exit status {EXIT_RESUME})")
+    del done  # <split>.done.npy stays, all ones, until the finished set leaves the stage: a restart skips the split
+
+
+def _finished(results, signals: Signals | None):
+    """The decoded chunks as they come, until a stop signal: then the loop ends between two chunks, and
+    leaving the pool's `with` terminates the workers (their chunks in flight are redone next time). It
+    waits at most a second at a time, since a SIGTERM that reaches every process of a SLURM step kills
+    workers whose chunks then never come."""
+    while not (signals is not None and signals.received):
+        try:
+            yield results.next(timeout=1.0)
+        except StopIteration:
+            return
+        except multiprocessing.TimeoutError:
+            continue
 
 
 class _Serial:
@@ -265,11 +287,23 @@ class _Serial:
         return False
 
     def imap_unordered(self, fn, items):
-        return map(fn, items)
+        return _SerialResults(map(fn, items))
+
+
+class _SerialResults:
+    """Pool.imap_unordered's iterator interface: next(timeout)."""
+
+    def __init__(self, it):
+        self._it = it
+
+    def next(self, timeout=None):
+        return next(self._it)
 
 
 # ----------------------------------------------------------------------------- writing
-def prepare(cfg: Config) -> dict:
+def prepare(cfg: Config, signals: Signals | None = None) -> dict:
+    """Prepare the dataset of `cfg` (see the module doc); `signals`: the process's stop signals (vit.stops),
+    checked between chunks and between splits."""
     if not cfg.out or not cfg.name:
         raise cli.ConfigError("--name and --out are required")
     t0 = time.time()
@@ -297,12 +331,15 @@ def prepare(cfg: Config) -> dict:
                 raise cli.ConfigError(f"--size must be positive for --source={cfg.source}")
             # Snakemake exports a job's thread budget as OMP_NUM_THREADS; outside Snakemake use every core
             workers = cfg.workers or int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-            stream_split(source, stage, split, cfg.size, workers, cfg.chunk)
+            stream_split(source, stage, split, cfg.size, workers, cfg.chunk, signals)
             samples = getattr(source, "samples", None)
             if samples is not None:  # keep file names (ImageNet ReaL scores by file name)
                 (stage / f"{split}_names.txt").write_text("".join(Path(p).name + "\n" for p, _ in samples))
                 files[f"{split}_names.txt"] = sha256_file(stage / f"{split}_names.txt")
         files[fx], files[fy] = sha256_file(stage / fx), sha256_file(stage / fy)
+        if signals is not None and signals.received and split != list(splits)[-1]:
+            raise Resumable(f"{stage}: stopped by {Signals.name(signals.received)} after split {split}; finished "
+                            f"streamed splits and chunks are kept for the next attempt (exit status {EXIT_RESUME})")
     manifest = write_manifest(stage, name=cfg.name, source=cfg.source, group=cfg.group, seed=cfg.seed, task=cfg.task,
                               classes=class_names, splits=list(splits), files=files, info=info, started=t0)
     # Move the finished files in, manifest last: a crash before this point leaves `out` as it was.
@@ -315,5 +352,11 @@ def prepare(cfg: Config) -> dict:
     return manifest
 
 
+def main() -> None:
+    signals = Signals()
+    signals.install()
+    cli.main_guard(lambda cfg: prepare(cfg, signals), Config)
+
+
 if __name__ == "__main__":
-    cli.main_guard(prepare, Config)
+    main()

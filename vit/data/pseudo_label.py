@@ -120,10 +120,7 @@ def load_teacher(path: str, num_classes: int, labelled: str):
     """The teacher in eval mode (the paper's un-noised teacher) and its checkpoint dict."""
     if not Path(path).is_file():
         raise cli.ConfigError(f"--teacher={path}: no such checkpoint file")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    for key in ("model", "model_args", "num_classes", "img_size"):
-        if key not in ckpt:
-            raise cli.ConfigError(f"--teacher={path}: checkpoint has no key {key!r} (expected vit.models.checkpoint's format)")
+    ckpt = models.load_checkpoint(path)  # a damaged file or another torch file: a DataError naming it
     if ckpt["num_classes"] != num_classes:
         raise cli.ConfigError(f"--teacher={path} predicts {ckpt['num_classes']} classes but --labelled={labelled} "
                               f"has {num_classes} ({Path(labelled) / MANIFEST}): pseudo labels would not be its classes")

@@ -8,13 +8,13 @@ External data sits under one root (config key `data_root`), each dataset in its 
 """
 from __future__ import annotations
 
-import json
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 
 from vit.errors import DataError
+from vit.logs import read_json, reading
 from vit.plan.tasks import VTAB_SPLITS, VTAB_TASKS, VtabTask, vtab_task  # noqa: F401 (the tasks this module opens)
 
 
@@ -56,7 +56,10 @@ class ListedImages:
                             f"{', '.join(s + '.txt' for s in VTAB_SPLITS)} and images/; see README, 'Datasets'.")
         self.root = root
         self.items = []
-        for n, line in enumerate(list_file.read_text().splitlines(), 1):
+        with reading(list_file, "copy the task folder from the VTAB-1k download again; see README, 'Datasets'",
+                     (ValueError,)):  # binary damage: UnicodeDecodeError
+            text = list_file.read_text()
+        for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             path, _, label = line.strip().rpartition(" ")
@@ -138,8 +141,9 @@ def real_labels(path: str | None = None) -> list[list[int]]:
     """ReaL label sets (Beyer et al. 2020), one list per val image in filename order; the copy
     shipped in the timm wheel is byte-identical to real.json."""
     if path:
-        return json.loads(Path(path).read_text())
-    return json.loads(resources.files("timm").joinpath("data/_info/imagenet_real_labels.json").read_text())
+        return read_json(path, "download real.json again (github.com/google-research/reassessed-imagenet)", list)
+    return read_json(resources.files("timm").joinpath("data/_info/imagenet_real_labels.json"),
+                     "reinstall timm (`pip install --force-reinstall timm`)", list)
 
 
 def real_top1(predictions, filenames: list[str], labels: list[list[int]] | None = None) -> dict:

@@ -44,7 +44,7 @@ def evaluate(model, x, y, batch_size: int = 500, device="cpu", real_names: list[
 def score_checkpoint(cfg: Config) -> dict:
     if not (cfg.checkpoint and cfg.data):
         raise cli.ConfigError("--checkpoint and --data are required")
-    ckpt = torch.load(cfg.checkpoint, map_location="cpu", weights_only=False)
+    ckpt = models.load_checkpoint(cfg.checkpoint)
     model = models.create(ckpt["model_args"], ckpt["num_classes"], ckpt["img_size"])
     model.load_state_dict(ckpt["model"])
     xs, ys, _ = data.load_split(cfg.data, cfg.split)

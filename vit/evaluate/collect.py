@@ -17,7 +17,8 @@ import pandas as pd
 
 from vit import cli
 from vit.data import parse_part, split_files
-from vit.logs import read_json, write_parquet
+from vit.errors import DataError
+from vit.logs import read_json, redo, write_parquet
 
 PACKAGES = ("python", "torch", "torchvision", "timm", "numpy")
 
@@ -28,11 +29,21 @@ class Config:
     inputs: list = field(default_factory=list)  # runs.json files (positional arguments)
 
 
+def read_runs(path: str | Path) -> list[dict]:
+    """A runs.json: vit.train.finetune's list of run summaries. A damaged one is a DataError that names it
+    (rewriting it is cheap: the fine-tuning job skips the runs that finished)."""
+    fix = redo(path)
+    runs = read_json(path, fix, list)
+    if not all(isinstance(s, dict) and "config" in s for s in runs):
+        raise DataError(f"{path}: damaged or not the file expected (not a list of run summaries); {fix}")
+    return runs
+
+
 def run_rows(runs_files: list[str]) -> pd.DataFrame:
     """One row per fine-tuned run from the runs.json files that vit.train.finetune writes."""
     rows = []
     for path in runs_files:
-        for s in read_json(path):
+        for s in read_runs(path):
             c = s["config"]
             score = s["eval"][c["test_split"]]  # the run's held-out split (test; val200 in a VTAB sweep)
             rows.append({

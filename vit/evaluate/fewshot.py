@@ -213,7 +213,7 @@ def data_dirs(data) -> list[str]:
 def load_model(checkpoint: str, img_size: int = 0, interp: str = "bicubic"):
     """The checkpoint's model (its own head kept: pre-logits do not depend on it) at `img_size`, with
     the ViT position embeddings resampled in 2D when the grid changes (paper sec. 3.2)."""
-    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    ckpt = models.load_checkpoint(checkpoint)
     img_size = img_size or ckpt["img_size"]
     model = models.create(ckpt["model_args"], ckpt["num_classes"], img_size)
     state = dict(ckpt["model"])

@@ -172,7 +172,7 @@ class Config:
 
 def load_vit(path: str):
     """The checkpoint's model in eval mode on CPU; a clear error for a convnet checkpoint."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = models.load_checkpoint(path)
     model = models.create(ckpt["model_args"], ckpt["num_classes"], ckpt["img_size"])
     if models.is_convnet(model) or not hasattr(model, "blocks"):
         raise cli.ConfigError(f"{path}: holds a {type(model).__name__} without position embeddings; "

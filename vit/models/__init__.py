@@ -14,7 +14,8 @@ Any spec may add "input_norm": [mean, std] for weights trained on other inputs t
 
 `load_pretrained` implements the paper's transfer recipe (sec. 3.2): drop the pre-training head, add a
 zero-initialised linear head, and when the resolution grows keep the patch size, let the sequence grow,
-and resample the learned position embeddings in 2D with the class token kept apart.
+and resample the learned position embeddings in 2D with the class token kept apart. `checkpoint` is the
+checkpoint.pt format; `load_checkpoint` reads one back, with a clear error for a damaged file.
 """
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from timm.layers import GroupNormAct, StdConv2d, resample_abs_pos_embed
 from timm.models.resnetv2 import ResNetV2
 from timm.models.vision_transformer import VisionTransformer
 
+from vit.errors import DataError
+from vit.logs import load_torch, redo
 from vit.models import zoo
 from vit.plan import POSEMB_INTERP  # the modes live in the torch-free plan, which the workflow reads
 
@@ -174,6 +177,21 @@ def checkpoint(model: torch.nn.Module, model_args: dict, num_classes: int, img_s
     rebuilds the model, its class count, resolution and patch grid, and how it was made."""
     return {"model": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "model_args": model_args,
             "num_classes": num_classes, "img_size": img_size, "grid_size": grid_size(model), "config": config}
+
+
+CHECKPOINT_KEYS = ("model", "model_args", "num_classes", "img_size")  # what every reader of `checkpoint` needs
+
+
+def load_checkpoint(path: str, **kw) -> dict:
+    """A checkpoint.pt (`checkpoint`'s format) on the CPU; a damaged file, or another torch file in its
+    place (a run's state-*.pt), is a DataError naming it and the rule that rewrites it. `kw` goes to
+    torch.load (mmap=True: read only what is used)."""
+    fix = redo(path)
+    ckpt = load_torch(path, fix, **kw)
+    missing = [k for k in CHECKPOINT_KEYS if k not in ckpt]
+    if missing:
+        raise DataError(f"{path}: not a checkpoint of this project (no {', '.join(missing)}); {fix}")
+    return ckpt
 
 
 def num_params(model: torch.nn.Module, exclude_head: bool = False) -> int:

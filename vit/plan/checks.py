@@ -1,6 +1,7 @@
 """A config's checks, run once by `vit.plan.load`: the JSON schema (vit/plan/config.schema.yaml, with
 its defaults filled in as Snakemake's `validate` does), then the cross-references between sections that a
-schema cannot express. Every failure is a vit.errors.ConfigError naming the key and the fix.
+schema cannot express. Every failure is a vit.errors.ConfigError naming the key and the fix. `read_config`
+reads a config file (a damaged one is a vit.errors.DataError naming it), for the workflow and the stages.
 """
 from __future__ import annotations
 
@@ -8,9 +9,9 @@ import copy
 from importlib import resources
 
 import jsonschema
-import yaml
 
 from vit.errors import ConfigError
+from vit.logs import read_yaml
 from vit.plan.runs import Plan
 
 # ImageNet-21k releases and their class counts: the paper's "21k classes, 14M images" fits fall11
@@ -20,7 +21,15 @@ PER_TASK_KEYS = ("resolutions", "lr_grid", "dev_fraction")  # finetune.per_task 
 
 def schema() -> dict:
     """The config's JSON schema, shipped in the package beside this module."""
-    return yaml.safe_load(resources.files("vit.plan").joinpath("config.schema.yaml").read_text())
+    return read_yaml(resources.files("vit.plan").joinpath("config.schema.yaml"),
+                     "restore it with `git checkout vit/plan/config.schema.yaml` (or reinstall the package: "
+                     "`pip install -e .`)")
+
+
+def read_config(path: str) -> dict:
+    """A config file (config.yaml, configs/<preset>.yaml) as a dict, not yet checked (`vit.plan.load` does
+    that); a file that is not YAML, or not a mapping, is a DataError that names it."""
+    return read_yaml(path, f"fix it, or restore it with `git checkout {path}` (`git diff {path}` shows what changed)")
 
 
 def _with_defaults(validator_class):

@@ -5,15 +5,24 @@ against the fact sheet (vit/reference.yaml), key by key.
 from __future__ import annotations
 
 from importlib import resources
-from pathlib import Path
+
+from vit.logs import read_yaml
+
+
+# The fact sheet's sections: a copy cut short at a line boundary can still parse, without the later ones.
+REFERENCE_SECTIONS = (
+    "meta", "model_variants", "table2", "vtab_table9", "vtab_groups", "objectnet", "pretrain_hparams",
+    "finetune_hparams", "fewshot", "compute", "model_flops", "pos_embed_interpolation", "figure3_data",
+    "table5_full", "figure4_data", "figure5_data", "ablations", "baselines", "vtab_tasks", "discrepancies")
 
 
 def load_reference(path: str = "") -> dict:
-    """The paper fact sheet: vit/reference.yaml as shipped in the package, or a copy at `path`."""
-    import yaml
-
-    text = Path(path).read_text() if path else resources.files("vit").joinpath("reference.yaml").read_text()
-    return yaml.safe_load(text)
+    """The paper fact sheet: vit/reference.yaml as shipped in the package, or a copy at `path`; a damaged
+    one is a DataError that names it and the fix."""
+    shipped = resources.files("vit").joinpath("reference.yaml")
+    fix = (f"copy {shipped} over it again" if path else
+           "restore it with `git checkout vit/reference.yaml` (or reinstall the package: `pip install -e .`)")
+    return read_yaml(path or shipped, fix, keys=REFERENCE_SECTIONS)
 
 # Table 3 rows: (models, dataset, epochs, base lr, decay, weight decay, dropout).
 # ViT-L/16 and R50+ViT-L/16 on JFT were run for 7 and 14 epochs; ViT-L on ImageNet-21k for 30 and 90.

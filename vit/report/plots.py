@@ -10,6 +10,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from vit.logs import read_npz, redo  # noqa: E402
+
 sns.set_theme(style="whitegrid", context="notebook")
 
 
@@ -150,9 +152,9 @@ def _nothing(fig, ax, path, why: str) -> None:
 
 
 # ----------------------------------------------------------------------------- what the ViT learned
-# Paper sec. 4.5 (Fig. 6 and 7), from the inspect.npz that vit.evaluate.inspect writes (a path or np.load's dict).
+# Paper sec. 4.5 (Fig. 6 and 7), from the inspect.npz that vit.evaluate.inspect writes (a path or its arrays).
 def _npz(d):
-    return np.load(d) if isinstance(d, (str, bytes)) or hasattr(d, "__fspath__") else d
+    return read_npz(d, redo(d, "inspect rule")) if isinstance(d, str) or hasattr(d, "__fspath__") else d
 
 
 def rollout(d, path) -> None:

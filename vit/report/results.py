@@ -10,7 +10,8 @@ import pandas as pd
 
 from vit import plan
 from vit.evaluate.collect import run_rows
-from vit.logs import environment, read_json
+from vit.data import read_manifest
+from vit.logs import environment, read_json, read_parquet, redo
 from vit.plan import Plan
 from vit.plan.recipes import load_reference
 from vit.report import plots, scorecard
@@ -88,21 +89,26 @@ def load_inspect(paths: list[str], p: Plan) -> dict | None:
     if not paths:
         return None
     path = Path(paths[0])
-    s = read_json(path.with_name("inspect.json"))
+    s = read_json(path.with_name("inspect.json"), redo(path.with_name("inspect.json"), "inspect rule"), dict)
     model, up = path.parent.parent.name, path.parent.name
     return {**s, "label": f"{p.model_label(model)} pre-trained on {p.label(up)}",
             "model": model, "upstream": up, "npz": str(path)}
+
+
+def _table(path: str, rule: str) -> pd.DataFrame:
+    """A Parquet table that the workflow's `rule` writes."""
+    return read_parquet(path, redo(path, f"{rule} rule"))
 
 
 def load(cfg: Config) -> Results:
     p = plan.load(cfg.config)
     pretrain, curves = pretrain_table(cfg.inputs, p)
     return Results(
-        plan=p, reference=load_reference(cfg.reference), summary=pd.read_parquet(cfg.summary),
-        vtab=pd.read_parquet(cfg.vtab), compute=pd.read_parquet(cfg.compute),
-        jobs=pd.read_parquet(cfg.jobs) if cfg.jobs else pd.DataFrame(),
-        peak=read_json(cfg.peak) if cfg.peak else {}, pretrain=pretrain, curves=curves,
+        plan=p, reference=load_reference(cfg.reference), summary=_table(cfg.summary, "summarize"),
+        vtab=_table(cfg.vtab, "evaluate"), compute=_table(cfg.compute, "account"),
+        jobs=_table(cfg.jobs, "account") if cfg.jobs else pd.DataFrame(),
+        peak=read_json(cfg.peak, redo(cfg.peak, "peak rule"), dict) if cfg.peak else {}, pretrain=pretrain, curves=curves,
         ablation=run_rows(cfg.ablation) if cfg.ablation else pd.DataFrame(),
         hyperrule=run_rows(cfg.hyperrule) if cfg.hyperrule else pd.DataFrame(),
-        ns_info={Path(m).parent.name: read_json(m)["info"] for m in cfg.ns_manifests},
+        ns_info={Path(m).parent.name: read_manifest(Path(m).parent)["info"] for m in cfg.ns_manifests},
         inspect=load_inspect(cfg.inspect, p), here=environment(), mfu=cfg.mfu)

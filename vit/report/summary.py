@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from vit import cli, plan
-from vit.logs import read_json, write_parquet
+from vit.logs import read_json, read_parquet, redo, write_parquet
 from vit.plan import Plan
 
 PRETRAIN_COLUMNS = ("model", "upstream", "pretrain_images_seen", "pretrain_steps", "pretrain_flops", "pretrain_time_s",
@@ -50,7 +50,7 @@ def pretrain_table(paths: list[str], p: Plan) -> tuple[pd.DataFrame, pd.DataFram
     the best validation's with keep_best), its train loss the last logged one."""
     rows, curves = [], []
     for path in paths:
-        s = read_json(path)
+        s = read_json(path, redo(path), dict)  # pretrain's or import_weights' summary.json
         base = {"model": s["model"], "upstream": s["upstream"]}
         val = s["eval"].get("val", {})
         rows.append({**base, "pretrain_images_seen": s["images_seen"], "pretrain_steps": s["steps"],
@@ -98,7 +98,7 @@ def summarize(cfg: Config) -> pd.DataFrame:
         raise cli.ConfigError("--runs, --out and --config are required")
     p = plan.load(cfg.config)
     pretrain, _ = pretrain_table(cfg.inputs, p)
-    summary = summary_table(pd.read_parquet(cfg.runs), pretrain, p)
+    summary = summary_table(read_parquet(cfg.runs, redo(cfg.runs, "evaluate rule")), pretrain, p)
     Path(cfg.out).parent.mkdir(parents=True, exist_ok=True)
     write_parquet(cfg.out, summary)
     print(f"{len(summary)} rows -> {cfg.out}")

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from vit import cli  # noqa: E402
-from vit.logs import atomic_write_bytes, read_json, write_json  # noqa: E402
+from vit.logs import atomic_write_bytes, read_benchmark, read_json, redo, write_json  # noqa: E402
 
 TRAINING_RULES = ("pretrain", "finetune", "finetune_posemb", "finetune_hyperrule", "vtab_sweep", "vtab_final")
 
@@ -40,7 +40,7 @@ def jobs(results: Path) -> pd.DataFrame:
     """One row per Snakemake benchmark record: rule, job, start, end, wall and CPU seconds."""
     rows = []
     for path in sorted((results / "benchmarks").rglob("*.tsv")):
-        b = pd.read_csv(path, sep="\t").iloc[-1]
+        b = read_benchmark(path)
         wall = float(b["s"])
         cpu = pd.to_numeric(b.get("cpu_time"), errors="coerce")
         rule = path.parent.name
@@ -61,7 +61,7 @@ def runs(results: Path) -> pd.DataFrame:
     """One row per training run (summary.json with timed steps): where its time went."""
     rows = []
     for path in results.rglob("summary.json"):
-        s = read_json(path)
+        s = read_json(path, redo(path), dict)
         if "train_time_s" not in s:  # imported weights, evaluation summaries
             continue
         rows.append({"run": str(path.parent), "steps_s": s["train_time_s"],

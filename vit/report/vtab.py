@@ -18,7 +18,7 @@ import pandas as pd
 from vit import cli
 from vit.evaluate.collect import run_rows
 from vit.evaluate.vtab import task_folder
-from vit.logs import atomic_write_bytes, read_json, write_parquet
+from vit.logs import atomic_write_bytes, read_json, redo, write_parquet
 from vit.plan.recipes import load_reference
 from vit.plan.tasks import VTAB_TASKS, vtab_task
 from vit.report import verdicts
@@ -81,7 +81,7 @@ def all_verdict(seed_means: pd.Series, tasks: pd.DataFrame, paper_row: str, refe
 
 
 def markdown(cfg: Config, n_seeds: int, table: pd.DataFrame, groups: pd.DataFrame) -> list[str]:
-    chosen = read_json(cfg.selected) if cfg.selected else {}
+    chosen = read_json(cfg.selected, redo(cfg.selected, "vtab_select rule"), dict) if cfg.selected else {}
     lines = [f"# VTAB-1k: {cfg.model or 'our model'} beside the paper's Table 9", "",
              f"Test top-1 (%) after fine-tuning on train800+val200 (1,000 examples in VTAB-1k), mean ± sd over "
              f"{n_seeds} seed(s). Setting chosen for all tasks by mean val200 top-1: "

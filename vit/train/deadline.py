@@ -1,8 +1,8 @@
 """The wall-clock budget of a training process: stop at a saved state before it runs out.
 
 The budget is `--time_limit_s` counted from the process's start, else what is left of the SLURM job.
-A run that stops for it raises TimeLimit, whose exit status EXIT_RESUME (EX_TEMPFAIL) Snakemake counts
-as a failure; with `retries` it starts the job again and the next attempt resumes from the state.
+A run that stops for it raises vit.stops.Resumable (exit status 75), which Snakemake counts as a
+failure; with `retries` it starts the job again and the next attempt resumes from the state.
 """
 from __future__ import annotations
 
@@ -11,19 +11,6 @@ import re
 import subprocess
 import time
 from dataclasses import dataclass, field
-
-EXIT_RESUME = 75
-
-
-class TimeLimit(SystemExit):
-    """The run saved its state and stopped before its wall-clock budget ran out."""
-
-    def __init__(self, message: str):
-        super().__init__(EXIT_RESUME)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 def parse_slurm_time(text: str) -> float | None:

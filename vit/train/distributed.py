@@ -49,12 +49,25 @@ def wrap(module: torch.nn.Module, dist: Dist, dev: torch.device) -> torch.nn.Mod
     return torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
 
 
-def rank0_decides(dist: Dist, flag: bool) -> bool:
-    """Rank 0's `flag` on every rank, so that all processes take the same branch (stop at the same step)."""
+def _collective_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def rank0_int(dist: Dist, value: int) -> int:
+    """Rank 0's `value` on every rank, so that all processes take the same branch (stop at the same step)."""
+    if dist.world == 1:
+        return value
+    t = torch.tensor([value], dtype=torch.int64, device=_collective_device())
+    torch.distributed.broadcast(t, 0)
+    return int(t.item())
+
+
+def any_rank(dist: Dist, flag: bool) -> bool:
+    """Whether `flag` holds on any rank, known to every rank."""
     if dist.world == 1:
         return flag
-    t = torch.tensor([float(flag)], device="cuda" if torch.cuda.is_available() else "cpu")
-    torch.distributed.broadcast(t, 0)
+    t = torch.tensor([int(flag)], dtype=torch.int64, device=_collective_device())
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
     return bool(t.item())
 
 

@@ -31,12 +31,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
-from vit import cli
+from vit import cli, models
 from vit.data import read_manifest, split_size
 from vit.errors import ConfigError, DataError
-from vit.logs import read_json, write_json
+from vit.logs import read_json, redo, write_json
 from vit.plan import recipes
 from vit.train import loop
 
@@ -127,26 +125,35 @@ def dev_splits(split: str, fraction: float) -> tuple[str, str]:
 def _run(run: loop.Config, process: loop.Process) -> dict:
     """Train one run, or read its summary when it already finished with the same settings."""
     done = Path(run.out) / "summary.json"
-    finished = read_json(done) if done.exists() else {}
+    fix = redo(done, delete=run.out)  # a damaged summary: the run trains again
+    finished = read_json(done, fix, kind=dict) if done.exists() else {}
     if finished.get("config_hash") == loop.run_hash(run):
         return finished
     # under torchrun only rank 0 returns the summary; it wrote it before the run's final barrier
-    return loop.train(run, process) or read_json(done)
+    return loop.train(run, process) or read_json(done, fix, kind=dict)
 
 
 def select_lr(base: loop.Config, grid: dict, seed: int, process: loop.Process) -> tuple[float, dict]:
     """Paper App. B.1.1: train on the training split minus a held-out dev part with each rate of the
-    grid, keep the rate with the best dev top-1 (ties: the first in the grid)."""
+    grid, keep the rate with the best dev top-1 (ties: the first in the grid). A rate whose run diverges
+    loses (dev top-1 None) instead of stopping the grid: a sweep's top rates are meant to find the edge."""
     fit, dev = dev_splits(base.train_split, grid["dev_fraction"])
     scores = {}
     for lr in grid["lr_grid"]:
         run = dataclasses.replace(base, lr=float(lr), seed=seed, train_split=fit, test_split=dev, val_split="",
                                   out=f"{base.out}_dev/lr{lr:g}",
                                   tags=dict(base.tags, stage="lr_selection"))
-        summary = _run(run, process)
-        scores[f"{lr:g}"] = summary["eval"][dev]["top1"]
-        print(f"    dev lr {lr:g}: top-1 {scores[f'{lr:g}']:.2f} %", flush=True)
-    best = max(grid["lr_grid"], key=lambda lr: scores[f"{lr:g}"])
+        try:
+            scores[f"{lr:g}"] = _run(run, process)["eval"][dev]["top1"]
+            print(f"    dev lr {lr:g}: top-1 {scores[f'{lr:g}']:.2f} %", flush=True)
+        except loop.Diverged as e:  # its marker makes a rerun of the grid reach the same choice at once
+            scores[f"{lr:g}"] = None
+            print(f"    dev lr {lr:g}: diverged ({e.message})", flush=True)
+    finite = [lr for lr in grid["lr_grid"] if scores[f"{lr:g}"] is not None]
+    if not finite:
+        raise loop.Diverged(f"{base.out}: every learning rate of the grid {grid['lr_grid']} diverged on the dev "
+                            f"split; give lower rates")
+    best = max(finite, key=lambda lr: scores[f"{lr:g}"])
     return float(best), {"dev_split": dev, "fit_split": fit, "dev_top1": scores, "lr": float(best)}
 
 
@@ -156,12 +163,13 @@ def finetune(cfg: Config, train_cfg: loop.Config, process: loop.Process | None =
     if not cfg.out or not cfg.tasks or not cfg.seeds:
         raise ConfigError("--out, --tasks and --seeds are required (and --resolutions or per_task resolutions)")
     if cfg.settings_file:
-        chosen = read_json(cfg.settings_file)["settings"]
+        chosen = read_json(cfg.settings_file, redo(cfg.settings_file, "vtab_select rule"), dict,
+                           keys=("settings",))["settings"]
         check_settings(chosen)
         train_cfg = dataclasses.replace(train_cfg, **chosen)
     model_args = cfg.model_args
     if cfg.init:
-        model_args = torch.load(cfg.init, map_location="cpu", weights_only=False)["model_args"]
+        model_args = models.load_checkpoint(cfg.init)["model_args"]
     summaries = []
     for task in cfg.tasks:
         data_dir = str(Path(cfg.data_root) / task)
@@ -194,6 +202,7 @@ def finetune(cfg: Config, train_cfg: loop.Config, process: loop.Process | None =
 
 def main(argv: list[str] | None = None) -> None:
     process = loop.Process()  # first: the time limit counts from the process's start
+    process.signals.install()
     argv = sys.argv[1:] if argv is None else argv
     if any(a in cli.HELP for a in argv):  # its own keys, then the training settings it passes on
         print(cli.usage(Config) + "\n\ntraining settings (vit.train):\n" + cli.usage(loop.Config).split("settings:\n", 1)[1])
@@ -206,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    except loop.TimeLimit as e:  # the grid resumes on the next attempt: finished runs are skipped
+    except loop.Stop as e:  # Resumable: the grid resumes on the next attempt (finished runs are skipped)
         print(e.message, file=sys.stderr, flush=True)
         raise
 

@@ -11,8 +11,9 @@ A run writes into `--out`: checkpoint.pt (final weights + what is needed to load
 (results, measured cost, provenance), metrics.jsonl (one JSON line per logged step / evaluation).
 It resumes by itself from `state-<config hash>.pt` (vit.train.state), which is saved every `ckpt_every`
 steps, lives outside Snakemake's declared outputs (so a failed job's cleanup cannot delete it) and is
-removed once the run has finished. Before the process's wall-clock budget runs out it saves the state
-and exits with EXIT_RESUME (vit.train.deadline).
+removed once the run has finished. Before the process's wall-clock budget runs out, and when SIGTERM,
+SIGINT or SIGUSR1 arrives, it saves the state at the next step boundary and exits with EXIT_RESUME; a
+loss or gradient norm that is not finite stops it with EXIT_DIVERGED and no summary (vit.stops).
 
 With `--keep_best` (a run that may overfit: a small upstream set seen for many epochs), checkpoint.pt,
 the val result and the test and few-shot scores are those of the best validation's weights where an
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import resource
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,25 +35,28 @@ from tqdm import tqdm
 
 from vit import cli, data, models
 from vit.errors import ConfigError
-from vit.logs import MetricWriter, environment, save_torch, write_json
+from vit.logs import MetricWriter, write_json
 from vit.models import flops
-from vit.train import batches, distributed, fastest, nets, optim, scoring, state
+from vit.train import batches, distributed, fastest, finish, guard, nets, optim, scoring, state
 from vit.train.config import RUNTIME_KEYS, Config, run_hash
-from vit.train.deadline import EXIT_RESUME, Deadline, TimeLimit, parse_slurm_time, slurm_time_left, too_close
+from vit.train.deadline import Deadline, parse_slurm_time, slurm_time_left
 from vit.train.distributed import Dist
+from vit.stops import EXIT_DIVERGED, EXIT_RESUME, Diverged, Resumable, Signals, Stop
 
-# Config, run_hash, RUNTIME_KEYS, TimeLimit and EXIT_RESUME are the stage's interface (vit.train.finetune,
-# vit.account.cost, vit.report.departures), kept importable from here.
-__all__ = ("Config", "RUNTIME_KEYS", "run_hash", "TimeLimit", "EXIT_RESUME", "parse_slurm_time", "slurm_time_left",
-           "Process", "train", "main")
+# Config, run_hash, RUNTIME_KEYS, the stops and their exit statuses are the stage's interface
+# (vit.train.finetune, vit.account.cost, vit.report.departures), kept importable from here.
+__all__ = ("Config", "RUNTIME_KEYS", "run_hash", "Stop", "Resumable", "Diverged", "EXIT_RESUME", "EXIT_DIVERGED",
+           "parse_slurm_time", "slurm_time_left", "Process", "train", "main")
 
 
 @dataclass
 class Process:
     """What one Python process carries across the runs it trains (vit.train.finetune trains a grid in
-    one): its wall-clock budget, the hashes of the checkpoints read so far and the step forms chosen. The
-    stage's entry point makes one first thing, since the budget counts from the process's start."""
+    one): its wall-clock budget, the stop signals received, the hashes of the checkpoints read so far and
+    the step forms chosen. The stage's entry point makes one first thing, since the budget counts from the
+    process's start, and installs its signal handlers."""
     deadline: Deadline = field(default_factory=Deadline)
+    signals: Signals = field(default_factory=Signals)
     file_hashes: dict = field(default_factory=dict)
     forms: fastest.Chooser = field(default_factory=fastest.Chooser)  # the fastest step form per shape
 
@@ -78,6 +82,10 @@ class Run:
     def metrics_path(self) -> Path:
         return self.out / "metrics.jsonl"
 
+    @property
+    def diverged_path(self) -> Path:  # written when these settings diverged: retries stop at once
+        return self.out / f"diverged-{self.chash}.json"
+
 
 @dataclass
 class TrainSet:
@@ -100,6 +108,7 @@ class Job:
     form: fastest.Form = fastest.Form("fp32", "")  # precision and attention form of the steps
     form_times: dict = field(default_factory=dict)  # each candidate form's timed step (vit.train.fastest)
     setup_time: float = 0.0   # this process's seconds before the first step: data, model, FLOPs, resume, form
+    last_loss: float | None = None  # the last finite training loss, for a divergence's message
 
 
 def train(cfg: Config, process: Process | None = None) -> dict:
@@ -108,16 +117,17 @@ def train(cfg: Config, process: Process | None = None) -> dict:
     process = process or Process()
     t0 = time.perf_counter()
     run = _start(cfg)
+    guard.refuse_diverged(run.out, run.diverged_path)
     trainset = _data(run.cfg)
     model, init_info, cost = _model(run, trainset.manifest, process.file_hashes)
     job = _resume(run, model, trainset)
     _choose_form(job, trainset, process.forms)
     job.setup_time = time.perf_counter() - t0
-    _loop(job, trainset, process.deadline.at(job.run.cfg.time_limit_s))
+    _loop(job, trainset, process.deadline.at(job.run.cfg.time_limit_s), process.signals)
     if not run.dist.main:  # the other processes are done once the weights are; rank 0 evaluates and writes
         distributed.barrier(run.dist)
         return {}
-    return _records(job, trainset, init_info, cost)
+    return finish.records(job, trainset, init_info, cost)
 
 
 def _start(cfg: Config) -> Run:
@@ -191,7 +201,7 @@ def _choose_form(job: Job, trainset: TrainSet, chooser: fastest.Chooser) -> None
               + ")", flush=True)
 
 
-def _loop(job: Job, trainset: TrainSet, deadline: float | None) -> None:
+def _loop(job: Job, trainset: TrainSet, deadline: float | None, signals: Signals) -> None:
     run, progress, cfg = job.run, job.progress, job.run.cfg
     feed = batches.Feed(trainset.x, trainset.y, cfg, trainset.manifest["num_classes"],
                         batches.slices(run.micro, cfg.accum_steps, run.dist), job.steps)
@@ -199,34 +209,33 @@ def _loop(job: Job, trainset: TrainSet, deadline: float | None) -> None:
     convnet = models.is_convnet(job.nets.classifier)
     bar = tqdm(range(progress.start, job.steps), initial=progress.start, total=job.steps, mininterval=2.0,
                desc=f"{cfg.model} {Path(cfg.data).name}", unit="step", dynamic_ncols=True, disable=not run.dist.main)
-    for step in bar:
-        # checked before a step, once the previous one is fully done (logged, evaluated): the saved state
-        # is then exactly what a checkpoint at this step holds; rank 0 decides, so all ranks stop together
-        if deadline is not None and step > progress.start and distributed.rank0_decides(
-                run.dist, too_close(deadline, cfg.time_margin_s, progress.slowest)):
-            bar.close()
-            feed.close()
-            _stop(job, step, deadline)
-        t_iter = time.perf_counter()
-        lr = optim.lr_at(step, job.steps, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.decay_at)
-        loss, seconds = _step(job, feed, step, lr, convnet)
-        progress.count(step, seconds, cfg.batch_size)
-        if run.dist.main:
-            _after_step(job, step + 1, lr, loss, bar)
-        if progress.timed(step):
-            progress.loop_time += time.perf_counter() - t_iter
-    bar.close()
-    feed.close()
+    try:
+        for step in bar:
+            # checked before a step, once the previous one is fully done (logged, evaluated): the saved state
+            # is then exactly what a checkpoint at this step holds; rank 0 decides, so all ranks stop together
+            why = guard.stop_code(signals, deadline, cfg.time_margin_s, progress.slowest, step > progress.start)
+            why = distributed.rank0_int(run.dist, why)
+            if why:
+                _stop(job, step, deadline, why)
+            t_iter = time.perf_counter()
+            lr = optim.lr_at(step, job.steps, cfg.lr, cfg.warmup_steps, cfg.schedule, cfg.decay_at)
+            loss, seconds = _step(job, feed, step, lr, convnet)
+            progress.count(step, seconds, cfg.batch_size)
+            if run.dist.main:
+                _after_step(job, step + 1, lr, loss, bar)
+            if progress.timed(step):
+                progress.loop_time += time.perf_counter() - t_iter
+    finally:
+        bar.close()
+        feed.close()
 
 
-def _stop(job: Job, step: int, deadline: float) -> None:
+def _stop(job: Job, step: int, deadline: float | None, why: int) -> None:
     if job.run.dist.main:
         _save(job, step)
         job.log.close()
     distributed.barrier(job.run.dist)
-    raise TimeLimit(f"{job.run.cfg.out}: stopped before step {step + 1}/{job.steps}, "
-                    f"{deadline - time.monotonic():.0f} s before the time limit; the state "
-                    f"is saved and the next attempt resumes (exit status {EXIT_RESUME})")
+    raise guard.resumable(job.run.cfg.out, step, job.steps, why, deadline)
 
 
 def _step(job: Job, feed: batches.Feed, step: int, lr: float, convnet: bool) -> tuple[float, float]:
@@ -250,12 +259,31 @@ def _step(job: Job, feed: batches.Feed, step: int, lr: float, convnet: bool) -> 
                 part = _loss(cfg, job.nets.forward, xb, yb) / cfg.accum_steps
             part.backward()
         loss += part.item()  # synchronises on CUDA
-    if cfg.grad_clip > 0:
-        torch.nn.utils.clip_grad_norm_(job.nets.optimised.parameters(), cfg.grad_clip)
+    grad_norm = None
+    if cfg.grad_clip > 0:  # the norm is there for free: check it too (a NaN gradient can follow a finite loss)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(job.nets.optimised.parameters(), cfg.grad_clip))
+    # before the update, so the weights stay those of the last finite step; every rank takes part, so
+    # all of them stop at this step together (a rank's own loss may be finite while another's is not)
+    finite = math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm))
+    if distributed.any_rank(run.dist, not finite):
+        _diverged(job, step, lr, loss, grad_norm)
     opt.step()
     if job.nets.ema is not None:
         job.nets.ema.update(job.nets.optimised)
+    job.last_loss = loss
     return loss, time.perf_counter() - t0
+
+
+def _diverged(job: Job, step: int, lr: float, loss: float, grad_norm: float | None) -> None:
+    """Stop a run whose loss or gradient is not finite: rank 0 logs it and leaves the marker that stops
+    retries; no summary or checkpoint; the last saved state stays (vit.stops)."""
+    run = job.run
+    record = guard.divergence(step, job.steps, lr, loss, grad_norm, job.last_loss, run.chash)
+    if run.dist.main:
+        job.log.write(split="diverged", **record)
+        job.log.close()
+        write_json(run.diverged_path, record)
+    raise guard.diverged(run.cfg.out, record, run.state_path, run.diverged_path)
 
 
 def _loss(cfg: Config, module: torch.nn.Module, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -305,88 +333,9 @@ def _save(job: Job, done: int) -> None:
                run.device)
 
 
-def _records(job: Job, trainset: TrainSet, init_info: dict, cost: dict) -> dict:
-    """Rank 0's final evaluation, summary.json and checkpoint.pt; the resumable state is then removed."""
-    run, cfg, t0 = job.run, job.run.cfg, time.perf_counter()
-    scores, choice = _final_scores(job)
-    summary = _summary(job, trainset, init_info, cost, scores, final_eval_time=time.perf_counter() - t0)
-    summary.update(choice)
-    if cfg.save_checkpoint:
-        save_torch(run.out / "checkpoint.pt", models.checkpoint(job.nets.scored, cfg.model_args,
-                                                                trainset.manifest["num_classes"], cfg.img_size,
-                                                                dataclasses.asdict(cfg)))
-    write_json(run.out / "summary.json", summary)
-    run.state_path.unlink(missing_ok=True)
-    distributed.barrier(run.dist)
-    return summary
-
-
-def _final_scores(job: Job) -> tuple[dict, dict]:
-    """The scores at the end, and with keep_best the choice of weights ({} without): val on the last
-    weights; then test and the few-shot probes on the weights kept."""
-    run, cfg, results = job.run, job.run.cfg, {}
-    with fastest.autocast(run.device, job.form):  # scored in the precision it trained in
-        if cfg.val_split:
-            _score(job, cfg.val_split, results)
-        choice = _keep(job, results) if cfg.keep_best else {}
-        if choice:  # says, before them, whose weights the lines that follow scored
-            job.log.write(step=job.steps, split="keep_best", **choice)
-        if cfg.test_split and cfg.test_split != cfg.val_split:
-            _score(job, cfg.test_split, results)
-        if job.probe_sets:
-            results["fewshot"] = scoring.probes(job.nets.scored, job.probe_sets, cfg, run.device)
-            job.log.write(step=job.steps, split="fewshot", **results["fewshot"])
-    job.log.close()
-    return results, choice
-
-
-def _score(job: Job, split: str, results: dict) -> None:
-    results[split] = scoring.split(job.nets.scored, job.run.cfg, split, job.run.device)
-    job.log.write(step=job.steps, split=split, **results[split])
-
-
-def _keep(job: Job, results: dict) -> dict:
-    """keep_best: where an earlier validation beat the final one (a tie keeps the last weights), its weights
-    go into the scored module (training is over) and its result becomes the val result; returns the
-    summary's record of the choice."""
-    val, best = job.run.cfg.val_split, job.progress.best
-    last = {"step": job.steps, "val_top1": results[val]["top1"], "val_loss": results[val]["loss"]}
-    if best is None or best.result["top1"] <= results[val]["top1"]:
-        return {"best": last, "last": last, "kept": "last"}
-    job.nets.scored.load_state_dict(best.weights)
-    results[val] = best.result
-    return {"best": {"step": best.step, "val_top1": best.result["top1"], "val_loss": best.result["loss"]},
-            "last": last, "kept": "best"}
-
-
-def _summary(job: Job, trainset: TrainSet, init_info: dict, cost: dict, results: dict, final_eval_time: float) -> dict:
-    run, cfg, p, model = job.run, job.run.cfg, job.progress, job.nets.classifier
-    manifest, cuda = trainset.manifest, run.device.type == "cuda"
-    return {
-        "config": dataclasses.asdict(cfg), "config_hash": run.chash, "dataset": manifest["name"],
-        "dataset_files": manifest["files"], "num_classes": manifest["num_classes"],
-        "steps": job.steps, "images_seen": job.steps * cfg.batch_size, "train_examples": len(trainset.x),
-        "train_time_s": p.train_time, "timed_images": p.timed_images,
-        "img_per_s": p.timed_images / p.train_time if p.train_time else None,
-        # where the run's wall time went (vit.account.timeline): the timed steps above, the same iterations
-        # with logging, validation and state saves, validation alone, and this process's set-up and final scoring
-        "loop_time_s": p.loop_time, "eval_time_s": p.eval_time, "setup_time_s": job.setup_time,
-        "final_eval_time_s": final_eval_time,
-        "final_train_loss": p.loss_ema, "params": models.num_params(model),
-        "params_backbone": models.num_params(model, exclude_head=True), **cost,
-        "grid_size": models.grid_size(model), "init": init_info, "eval": results, "history": p.history,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_gpu_mem_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-        "processes": run.dist.world, "accum_steps": cfg.accum_steps, "micro_batch": run.micro,
-        "checkpoint_time_s": p.ckpt_time, "checkpoints_saved": p.ckpt_saves,
-        "precision": "bf16 autocast, fp32 weights" if job.form.precision == "bf16" else "fp32",
-        "attention": job.form.attention, "form_times_s": job.form_times,
-        "env": environment(), **cfg.tags,
-    }
-
-
 def main() -> None:
     process = Process()  # first: the time limit counts from the process's start
+    process.signals.install()
     cli.main_guard(lambda cfg: train(cfg, process), Config)
 
 

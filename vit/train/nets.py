@@ -40,7 +40,7 @@ def classifier(cfg: Config, num_classes: int, dev: torch.device, file_hashes: di
     model = models.create(spec, num_classes, cfg.img_size)
     init_info = {}
     if cfg.init:
-        ckpt = torch.load(cfg.init, map_location="cpu", weights_only=False)
+        ckpt = models.load_checkpoint(cfg.init)
         init_info = models.load_pretrained(model, ckpt, cfg.posemb_interp)
         init_info["init"] = cfg.init
         init_info["init_sha256"] = file_sha256(cfg.init, file_hashes)  # which weights, not only which path

@@ -4,6 +4,10 @@ The state is `<out>/state-<config hash>.pt`. The learning-rate schedule is a pur
 config) and the batches of (seed, step), so the step restores both; the RNG state makes dropout and
 stochastic depth continue as if uninterrupted. metrics.jsonl is cut back to the saved step. With
 keep_best, the best validation so far and its weights travel with the state (`Best`).
+
+A damaged state file is never deleted or overwritten here: resuming stops with a DataError that says
+deleting it restarts the run from step 0, a choice left to the user (the steps before it are lost).
+metrics.jsonl may end in a line cut short by a killed writer, which is dropped; other damage is an error.
 """
 from __future__ import annotations
 
@@ -14,7 +18,10 @@ from pathlib import Path
 
 import torch
 
-from vit.logs import save_torch
+from vit.errors import DataError
+from vit.logs import load_torch, read_jsonl, save_torch
+
+STATE_KEYS = ("model", "optimizer", "step", "rng", "train_time_s", "timed_images")  # what `resume` needs
 
 
 @dataclass
@@ -83,7 +90,7 @@ def resume(path: Path, optimised: torch.nn.Module, opt: torch.optim.Optimizer, e
         if main:
             metrics_path.unlink(missing_ok=True)
         return Progress()
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_state(path)
     optimised.load_state_dict(state["model"])
     opt.load_state_dict(state["optimizer"])
     torch.set_rng_state(state["rng"])
@@ -92,26 +99,44 @@ def resume(path: Path, optimised: torch.nn.Module, opt: torch.optim.Optimizer, e
     if ema is not None:
         ema.module.load_state_dict(state["ema"])
     step = state["step"]
+    records = []
     if main and metrics_path.exists():  # keep the history up to the saved step, drop what came after it
-        lines = [ln for ln in metrics_path.read_text().splitlines() if json.loads(ln).get("step", 0) <= step]
-        metrics_path.write_text("".join(ln + "\n" for ln in lines))
+        records = [r for r in read_metrics(metrics_path, path) if r.get("step", 0) <= step]
+        metrics_path.write_text("".join(json.dumps(r, default=float) + "\n" for r in records))
     print(f"resuming {path} at step {step}")
     best = Best(**state["best"]) if main and state.get("best") is not None else None  # rank 0 alone validates
     return Progress(start=step, train_time=state["train_time_s"], timed_images=state["timed_images"],
                     loss_ema=state.get("loss_ema"), loop_time=state.get("loop_time_s", 0.0),
                     eval_time=state.get("eval_time_s", 0.0), form=state.get("form"), best=best,
-                    history=history(metrics_path) if main else [])
+                    history=history(records))
 
 
-def history(metrics_path: Path) -> list[dict]:
-    """The curve logged so far (non-empty when resuming), in the compact form summary.json keeps, so
-    that reports need no log files."""
+def load_state(path: Path) -> dict:
+    """The state file, or a DataError that names it: a damaged state cannot be resumed, and deleting it
+    (which restarts the run) is the user's call, not this function's."""
+    fix = "the run cannot resume from it: delete it to restart this run from step 0"
+    state = load_torch(path, fix)
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise DataError(f"{path}: not a run's resumable state (no {', '.join(missing)}); {fix}")
+    return state
+
+
+def read_metrics(metrics_path: Path, state_path: Path) -> list[dict]:
+    """metrics.jsonl's records. MetricWriter appends one line per record, so a writer killed mid-write
+    (kill -9, a lost node) leaves at most its last line cut short: that line alone is dropped (the resumed
+    run logs its step again). Damage anywhere else is a DataError."""
+    fix = f"delete it and {state_path.name} beside it to restart this run from step 0"
+    return read_jsonl(metrics_path, fix, partial_last=True)
+
+
+def history(records: list[dict]) -> list[dict]:
+    """The curve logged so far (metrics.jsonl's records when resuming), in the compact form summary.json
+    keeps, so that reports need no log files."""
     curve = []
-    if metrics_path.exists():
-        for line in metrics_path.read_text().splitlines():
-            r = json.loads(line)
-            if r.get("split") == "train":
-                curve.append({"step": r["step"], "split": "train", "loss": r["loss_ema"]})
-            elif "top1" in r:
-                curve.append({"step": r["step"], "split": r["split"], "loss": r["loss"], "top1": r["top1"]})
+    for r in records:
+        if r.get("split") == "train":
+            curve.append({"step": r["step"], "split": "train", "loss": r["loss_ema"]})
+        elif "top1" in r:
+            curve.append({"step": r["step"], "split": r["split"], "loss": r["loss"], "top1": r["top1"]})
     return curve

@@ -1,14 +1,14 @@
 # Machine benchmarks (`make bench`); not part of `all`.
-import yaml
+from vit.plan.checks import read_config
 
 
 # The loop's speed (vit.account.bench): each pre-trained model of this config and of the smoke preset at its
 # pre-training shape and settings, plus ViTs with an 8x8 patch grid at 32 px at three widths, against a plain
 # timm loop, all on this config's prepared sets. The paper-scale presets' models are left out: one of their
 # steps takes minutes on a CPU.
-with open(os.path.join(workflow.basedir, "..", "configs", "smoke.yaml")) as smoke:
-    BENCH_CASES = {name: {"data": f"results/data/{case['dataset']}", "settings": case["settings"]} for name, case in
-                   PLAN.bench_cases(extra=plan.BENCH_VITS, others={"smoke": plan.load(yaml.safe_load(smoke))}).items()}
+SMOKE = read_config(os.path.normpath(os.path.join(workflow.basedir, "..", "configs", "smoke.yaml")))
+BENCH_CASES = {name: {"data": f"results/data/{case['dataset']}", "settings": case["settings"]} for name, case in
+               PLAN.bench_cases(extra=plan.BENCH_VITS, others={"smoke": plan.load(SMOKE)}).items()}
 
 
 rule bench:

@@ -14,7 +14,7 @@ rule prepare:
         "results/benchmarks/prepare/{dataset}.tsv"
     threads: prepare_threads
     shell:
-        "python -m vit.data.prepare --name={wildcards.dataset} --out={params.out} {params.args} > {log} 2>&1"
+        "exec python -m vit.data.prepare --name={wildcards.dataset} --out={params.out} {params.args} > {log} 2>&1"
 
 
 # Noisy Student (config `noisy_student`): iteration i's teacher pseudo-labels the unlabelled pool; the

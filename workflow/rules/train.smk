@@ -6,6 +6,9 @@
 # torch to exactly its {threads}. Raise it with --set-threads pretrain=N finetune=N for big models.
 # On a cluster the slurm profile gives pretrain / finetune N GPUs and `launch` starts one torchrun
 # process per GPU (workflow/profiles/slurm); locally resources.gpu is 0 and the job is plain python.
+# `exec`: the job's shell becomes the stage, so Snakemake waits for the stage itself. SLURM signals every
+# process of a job step and a shell dies of SIGTERM at once, which would end the job while the stage is
+# still saving its state (docs/reliability.md).
 
 
 # Released weights from the Hugging Face hub (timm tags): a local rule, as compute nodes are often
@@ -50,7 +53,7 @@ rule pretrain:
     resources:
         gpu=0,
     shell:
-        "{params.launch} -m vit.train --data={params.data} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+        "exec {params.launch} -m vit.train --data={params.data} --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
 
 
 rule finetune:
@@ -73,7 +76,7 @@ rule finetune:
     resources:
         gpu=0,
     shell:
-        "{params.launch} -m vit.train.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
+        "exec {params.launch} -m vit.train.finetune --model={wildcards.model} --upstream={wildcards.upstream} --out={params.out} "
         "--threads={threads} {params.args} > {log} 2>&1"
 
 

@@ -34,7 +34,7 @@ rule vtab_sweep:
         "results/benchmarks/vtab_sweep/{model}-s{setting}.tsv"
     threads: 1
     shell:
-        "python -m vit.train.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+        "exec python -m vit.train.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
 
 
 rule vtab_select:
@@ -73,7 +73,7 @@ rule vtab_final:
         "results/benchmarks/vtab_final/{model}.tsv"
     threads: 1
     shell:
-        "python -m vit.train.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
+        "exec python -m vit.train.finetune --out={params.out} --threads={threads} {params.args} > {log} 2>&1"
 
 
 rule vtab_report:
