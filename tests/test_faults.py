@@ -246,3 +246,28 @@ def test_corrupted_prepared_data_and_an_unknown_setting_stop_the_cli_with_one_li
                           text=True, timeout=300)
     assert proc.returncode == 2 and "unknown setting --learning_rate" in proc.stderr and "--lr" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_damaged_staged_file_of_a_stopped_preparation_is_named(tmp_path):
+    """A preparation stopped in a split (a signal already received: it stops before its first chunk) leaves
+    its progress staged; a damaged progress file is named, with the fix, instead of a numpy traceback."""
+    from PIL import Image
+
+    from vit.data import prepare
+    from vit.errors import DataError
+    from vit.stops import Resumable, Signals
+
+    for i in range(8):
+        folder = tmp_path / "src" / "tree" / "train" / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (20, 20), (30 * i, 0, 0)).save(folder / f"{i}.png")
+    cfg = prepare.Config(name="tree", source="imagefolder", data_root=str(tmp_path / "src"), task="tree", size=8,
+                         chunk=2, workers=1, out=str(tmp_path / "tree"))
+    with pytest.raises(Resumable, match="4 of 4 chunks to decode"):
+        prepare.prepare(cfg, Signals(received=signal.SIGTERM))
+    done = tmp_path / "tree.partial" / "train.done.npy"
+    done.write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(DataError, match=r"train\.done\.npy: damaged .* delete .*tree\.partial"):
+        prepare.prepare(cfg)
+    shutil.rmtree(tmp_path / "tree.partial")
+    assert prepare.prepare(cfg)["splits"]["train"] == 8

@@ -45,7 +45,7 @@ from tqdm import tqdm
 from vit import cli
 from vit.data import MANIFEST, DataError, split_files, write_manifest
 from vit.data import contours, flowers, sources, synth
-from vit.logs import config_hash, sha256_file
+from vit.logs import config_hash, reading, sha256_file
 from vit.plan import IMAGE_SOURCES
 from vit.stops import EXIT_RESUME, Resumable, Signals, for_workers
 
@@ -232,11 +232,17 @@ def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: i
     n_chunks = (n + chunk - 1) // chunk
     resume = fx.exists() and fy.exists() and fdone.exists()
     offsets = {}
-    for path, dtype, shape in ((fx, np.uint8, (n, size, size, 3)), (fy, np.int64, (n,))):
-        mm = open_memmap(path, mode="r+" if resume else "w+", dtype=dtype, shape=shape)  # header + length
+    fix = f"delete {stage} to prepare this set from the start"  # a damaged staged file: the progress is lost
+    for path, dtype, shape in ((fx, np.uint8, (n, size, size, 3)), (fy, np.int64, (n,)),
+                               (fdone, np.uint8, (n_chunks,))):
+        with reading(path, fix, (ValueError, OSError)):
+            mm = open_memmap(path, mode="r+" if resume else "w+", dtype=dtype, shape=shape)  # header + length
+        if mm.shape != shape:
+            raise DataError(f"{path}: holds {mm.shape}, this preparation needs {shape}; {fix}")
         offsets[path] = mm.offset
-        del mm
-    done = open_memmap(fdone, mode="r+" if resume else "w+", dtype=np.uint8, shape=(n_chunks,))
+        if path != fdone:
+            del mm
+    done = mm
     pending = [c for c in range(n_chunks) if not done[c]]
     _WORK.update(seq=seq, size=size, chunk=chunk)
     bar = tqdm(total=n, initial=n - sum(min(chunk, n - c * chunk) for c in pending), unit="img",
@@ -312,7 +318,8 @@ def prepare(cfg: Config, signals: Signals | None = None) -> dict:
     stage = out.with_name(out.name + ".partial")
     chash = config_hash(asdict(cfg) | {"workers": 0})  # the worker count does not change the bytes
     marker = stage / "config_hash"
-    if stage.exists() and (not marker.exists() or marker.read_text() != chash):
+    # bytes: a damaged marker is just another attempt's, whose staged files cannot be trusted either
+    if stage.exists() and (not marker.exists() or marker.read_bytes() != chash.encode()):
         shutil.rmtree(stage)  # an attempt with other settings: nothing of it can be reused
     stage.mkdir(parents=True, exist_ok=True)
     marker.write_text(chash)
