@@ -4,14 +4,16 @@
 # default does (438 steps of 128, inception crop, keep_best; 1 thread each, side by side), then probes
 # the frozen features on the default's three tasks (few-shot ridge, vit.evaluate.fewshot). Needs the
 # default's prepared downstream sets in results/data (make run, or snakemake results/data/<task>/manifest.json).
+# An optional 4th argument multiplies the images seen (1: the default's 56k).
 #   bash docs/pilots/ladder_probe.sh /tmp/p16 48 '{"palettes": 16}'
+#   bash docs/pilots/ladder_probe.sh /tmp/long 24 '{}' 3
 set -euo pipefail
-out=$1 classes=$2 knobs=$3
+out=$1 classes=$2 knobs=$3 times=${4:-1}
 P=.venv/bin/python D=$out/data
 $P docs/pilots/contours_set.py "$D/c${classes}_1k" 1000 "$classes" "$knobs" >/dev/null 2>&1 &
 $P docs/pilots/contours_set.py "$D/c${classes}_16k" 16000 "$classes" "$knobs" >/dev/null 2>&1
 wait
-for s in 1k:56 16k:3.5; do n=${s%%:*} e=${s##*:}
+for s in 1k:56 16k:3.5; do n=${s%%:*} e=$(python3 -c "print(${s##*:} * $times)")
   $P -m vit.train --data="$D/c${classes}_$n" --out="$out/pre_$n" \
     --model_args='{"arch":"vit","depth":6,"embed_dim":64,"num_heads":2,"patch_size":4}' --img_size=32 --epochs="$e" \
     --batch_size=128 --optimizer=adam --lr=0.001 --weight_decay=0.05 --warmup_steps=100 --schedule=linear \

@@ -27,7 +27,7 @@ def stop_code(signals: Signals, deadline: float | None, margin_s: float, slowest
 
 
 def resumable(out: str, step: int, steps: int, why: int, deadline: float | None) -> Resumable:
-    reason = (f"{deadline - time.monotonic():.0f} s before the time limit" if why == TIME_LIMIT
+    reason = (f"{max(0.0, deadline - time.monotonic()):.0f} s before the time limit" if why == TIME_LIMIT
               else f"on {Signals.name(why)}")
     return Resumable(f"{out}: stopped before step {step + 1}/{steps}, {reason}; the state is saved and the next "
                      f"attempt resumes (exit status {EXIT_RESUME})")
