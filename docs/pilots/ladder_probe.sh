@@ -2,8 +2,10 @@
 # Pilot (issue 16): does a richer upstream label make the ladder's larger set transfer better? Prepares
 # Contours-1k and -16k with generator knobs, pre-trains the default's main ViT on each exactly as the
 # default does (438 steps of 128, inception crop, keep_best; 1 thread each, side by side), then probes
-# the frozen features on the default's three tasks (few-shot ridge, vit.evaluate.fewshot). Needs the
-# default's prepared downstream sets in results/data (make run, or snakemake results/data/<task>/manifest.json).
+# the frozen features on the default's three tasks (few-shot ridge, vit.evaluate.fewshot) and fine-tunes
+# each checkpoint on them with the default's recipe at 32 px (40 SGD steps, 3 seeds; the command is the
+# one `snakemake -n -p` prints for the default's finetune rule). Needs the default's prepared downstream
+# sets in results/data (make run, or snakemake results/data/<task>/manifest.json).
 # An optional 4th argument multiplies the images seen (1: the default's 56k).
 #   bash docs/pilots/ladder_probe.sh /tmp/p16 48 '{"palettes": 16}'
 #   bash docs/pilots/ladder_probe.sh /tmp/long 24 '{}' 3
@@ -23,5 +25,12 @@ done
 wait
 for n in 1k 16k; do
   $P -m vit.evaluate.fewshot --checkpoint="$out/pre_$n/checkpoint.pt" \
-    --data=results/data/flowers,results/data/landcover,results/data/dsprites_location --out="$out/fs_$n.json" > "$out/fs_$n.log" 2>&1
+    --data=results/data/flowers,results/data/landcover,results/data/dsprites_location --out="$out/fs_$n.json" > "$out/fs_$n.log" 2>&1 &
+  $P -m vit.train.finetune --model=vit --upstream="c${classes}_$n" --out="$out/ft_$n" --threads=1 \
+    '--tasks=["flowers", "landcover", "dsprites_location"]' '--resolutions=[32]' '--seeds=[0, 1, 2]' \
+    '--per_task={"flowers": {"augment": "inception_crop"}, "landcover": {"augment": "inception_crop"}}' \
+    --init="$out/pre_$n/checkpoint.pt" --optimizer=sgd --lr=0.03 --momentum=0.9 --weight_decay=0.0 --steps=40 \
+    --batch_size=32 --warmup_steps=4 --schedule=cosine --grad_clip=1.0 --train_split=train+val --test_split=test \
+    --posemb_interp=bicubic --save_checkpoint=false --ckpt_every=0 > "$out/ft_$n.log" 2>&1
+  wait
 done
