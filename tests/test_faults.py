@@ -291,3 +291,26 @@ def test_a_damaged_staged_file_of_a_stopped_preparation_is_named(tmp_path):
         prepare.prepare(cfg)
     shutil.rmtree(tmp_path / "tree.partial")
     assert prepare.prepare(cfg)["splits"]["train"] == 8
+
+
+@pytest.mark.slow
+def test_a_signal_stops_a_fine_tuning_grid_and_the_rerun_finishes_it(digits_dir, tmp_path):
+    """A fine-tuning grid (one process, many runs) signalled before its first step: the run in progress
+    saves its state and the grid exits 75 without runs.json; the rerun resumes it and ends as an unbroken
+    grid."""
+    from vit.stops import Signals
+    from vit.train import finetune
+
+    grid = dict(model="vit", model_args=TINY_VIT, tasks=["digits"], resolutions=[16], seeds=[0, 1],
+                data_root=str(digits_dir.parent))
+    settings = cli.parse(train.Config, ["--steps=4", "--batch_size=16", "--optimizer=sgd", "--lr=0.1", "--threads=1",
+                                        "--train_split=train", "--test_split=test", "--save_checkpoint=false",
+                                        "--ckpt_every=0", "--precision=fp32", "--attention=explicit"])
+    out = tmp_path / "signalled"
+    with pytest.raises(train.Resumable, match="stopped before step 1/4, on SIGTERM"):
+        finetune.finetune(finetune.Config(out=str(out), **grid), settings,
+                          train.Process(signals=Signals(received=signal.SIGTERM)))
+    assert list((out / "digits" / "r16_s0").glob("state-*.pt")) and not (out / "runs.json").exists()
+    resumed = finetune.finetune(finetune.Config(out=str(out), **grid), settings)
+    whole = finetune.finetune(finetune.Config(out=str(tmp_path / "whole"), **grid), settings)
+    assert [r["eval"] for r in resumed] == [r["eval"] for r in whole] and len(whole) == 2
