@@ -184,3 +184,13 @@ def test_finetune_per_model_settings_reach_the_checkpoints_and_scratch_runs_of_t
     config["finetune"]["per_model"] = {"vit": {"lr": "fast"}}
     with pytest.raises(ConfigError, match="finetune.per_model.vit.lr"):
         plan.load(config)
+
+
+def test_fewshot_probes_read_every_checkpoint_of_the_listed_models():
+    """pretrain.fewshot: every pre-training checkpoint of the listed models is probed (the default's ladder);
+    a model that is not pre-trained here is named."""
+    config = preset("config.yaml")
+    assert plan.load(config).fewshot_runs == [(m, u) for m in ("vit", "bit")
+                                              for u in ("contours_s", "contours_m", "contours_l")]
+    assert plan.load(preset()).fewshot_runs == []
+    assert "'nope'" in bad(lambda c: c["pretrain"].update(fewshot=["vit", "nope"]), "config.yaml")

@@ -169,7 +169,7 @@ def test_ladder_table_reads_train_and_val_of_the_kept_weights_and_transfer(tmp_p
     a model pre-trained on one set only is not a ladder; a missing val loss prints as a dash."""
     import json
 
-    from vit.report import summary, tables
+    from vit.report import results, summary, tables
 
     paths = []
     for model, up, val in [("vit", "small", {"top1": 60.0, "loss": 1.2}), ("vit", "big", {"top1": 70.0, "loss": 1.0}),
@@ -191,3 +191,15 @@ def test_ladder_table_reads_train_and_val_of_the_kept_weights_and_transfer(tmp_p
     assert (small["epochs"], small["train loss (end)"], small["val loss"], small["weights kept"]) == ("20", "0.50", "1.20", "best")
     assert (big["upstream val top-1 (%)"], big["mean transfer (%)"]) == ("70.0", "40.5 ± 0.7")
     assert tables._num(None, ".2f") == "–"
+    assert not any("shot" in c for c in table.columns)  # no probes: no few-shot columns
+    # few-shot probes (vit.evaluate.fewshot's JSON, as the report loads it): mean over tasks per draw, then
+    # mean ± sd over draws, for 5 and 25 shots
+    probe = {"t1": [{"shots": k, "seed": d, "top1": 10.0 * k + d} for k in (1, 5, 25) for d in (0, 1)],
+             "t2": [{"shots": k, "seed": d, "top1": 10.0 * k + 3 * d} for k in (1, 5, 25) for d in (0, 1)]}
+    (tmp_path / "fewshot" / "vit").mkdir(parents=True)
+    (tmp_path / "fewshot" / "vit" / "big.json").write_text(json.dumps(probe))
+    fs = results.fewshot_rows([str(tmp_path / "fewshot" / "vit" / "big.json")])
+    table = tables.ladder_table(pre, sc, CONFIG, fs)
+    small, big = table.iloc[0], table.iloc[1]
+    assert (big["5-shot linear (%)"], big["25-shot linear (%)"]) == ("51.0 ± 1.4", "251.0 ± 1.4")  # draws: (50+50)/2, (51+53)/2
+    assert small["5-shot linear (%)"] == "–" and results.fewshot_rows([]).empty

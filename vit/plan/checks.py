@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import copy
 from importlib import resources
+from pathlib import Path
 
 import jsonschema
 
-from vit.errors import ConfigError
+from vit.errors import ConfigError, DataError
 from vit.logs import read_yaml
 from vit.plan.runs import Plan
 
@@ -28,8 +29,15 @@ def schema() -> dict:
 
 def read_config(path: str) -> dict:
     """A config file (config.yaml, configs/<preset>.yaml) as a dict, not yet checked (`vit.plan.load` does
-    that); a file that is not YAML, or not a mapping, is a DataError that names it."""
-    return read_yaml(path, f"fix it, or restore it with `git checkout {path}` (`git diff {path}` shows what changed)")
+    that); a file that is not YAML, or not a mapping, is a DataError that names it. So is one that ends
+    mid-line: YAML cut short often still parses, into a config without its last sections, which would
+    run less than asked without a word."""
+    fix = f"fix it, or restore it with `git checkout {path}` (`git diff {path}` shows what changed)"
+    config = read_yaml(path, fix)
+    if not Path(path).read_bytes().endswith(b"\n"):
+        raise DataError(f"{path}: damaged or truncated (it ends mid-line, as a file cut short does; if it was "
+                        f"written so, end it with a newline); {fix}")
+    return config
 
 
 def _with_defaults(validator_class):
@@ -168,3 +176,7 @@ def _check_second_fine_tunes(plan: Plan) -> None:
         if (model, up) not in checkpoints:
             raise ConfigError(f"config: finetune.hyperrule.runs.{model} names {up!r}, but {model} is not "
                               f"pre-trained on it (pretrain.runs) nor released for it (pretrain.released)")
+    for model in plan.config["pretrain"].get("fewshot", []):
+        if model not in plan.config["pretrain"].get("runs", {}):
+            raise ConfigError(f"config: pretrain.fewshot names {model!r}, which pretrain.runs does not pre-train "
+                              f"(its checkpoints are what the probes read)")

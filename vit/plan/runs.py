@@ -153,6 +153,13 @@ class Plan:
         return sorted(largest.items())
 
     @property
+    def fewshot_runs(self) -> list[tuple[str, str]]:
+        """(model, upstream) of the pre-training checkpoints probed with few-shot linear classifiers
+        (pretrain.fewshot: models; paper Fig. 4's measure of the size ladder)."""
+        wanted = self.config.get("pretrain", {}).get("fewshot", [])
+        return [(m, up) for m, up in self.pretrain_runs if m in wanted]
+
+    @property
     def posemb_ablation_runs(self) -> list[tuple[str, str, str]]:
         """(model, upstream, mode) of the resolution ablation (finetune.posemb_ablation: model -> upstreams):
         the same fine-tunes above the pre-training resolution with every other position-embedding

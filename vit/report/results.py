@@ -33,6 +33,8 @@ class Config:
     hyperrule: list = field(default_factory=list)  # runs.json of the BiT-HyperRule fine-tunes (vit.train.finetune)
     ns_manifests: list = field(default_factory=list)  # manifests of the Noisy Student pseudo-labelled sets
     inspect: list = field(default_factory=list)   # inspect.npz of vit.evaluate.inspect (inspect.json beside each)
+    fewshot: list = field(default_factory=list)   # few-shot probes of pre-training checkpoints (vit.evaluate.fewshot):
+                                                  # results/fewshot/<model>/<upstream>.json
     inputs: list = field(default_factory=list)   # pre-training summary.json files
 
 
@@ -51,6 +53,7 @@ class Results:
     hyperrule: pd.DataFrame     # runs of the BiT-HyperRule fine-tunes (empty without them)
     ns_info: dict               # Noisy Student pseudo-labelled set -> its manifest's info
     inspect: dict | None        # vit.evaluate.inspect's summary of the inspected checkpoint
+    fewshot: pd.DataFrame       # few-shot probes: model, upstream, task, shots, seed, top1 (empty without them)
     here: dict                  # the report stage's environment (vit.logs.environment)
     mfu: float                  # assumed utilisation for the paper-scale estimates
 
@@ -95,6 +98,13 @@ def load_inspect(paths: list[str], p: Plan) -> dict | None:
             "model": model, "upstream": up, "npz": str(path)}
 
 
+def fewshot_rows(paths: list[str]) -> pd.DataFrame:
+    """One row per (checkpoint, task, shots, draw) of vit.evaluate.fewshot's results/fewshot/<model>/<upstream>.json."""
+    rows = [{"model": Path(f).parent.name, "upstream": Path(f).stem, "task": task, **r}
+            for f in paths for task, runs in read_json(f, redo(f, "fewshot rule"), dict).items() for r in runs]
+    return pd.DataFrame(rows, columns=["model", "upstream", "task", "shots", "seed", "top1"] if not rows else None)
+
+
 def _table(path: str, rule: str) -> pd.DataFrame:
     """A Parquet table that the workflow's `rule` writes."""
     return read_parquet(path, redo(path, f"{rule} rule"))
@@ -111,4 +121,4 @@ def load(cfg: Config) -> Results:
         ablation=run_rows(cfg.ablation) if cfg.ablation else pd.DataFrame(),
         hyperrule=run_rows(cfg.hyperrule) if cfg.hyperrule else pd.DataFrame(),
         ns_info={Path(m).parent.name: read_manifest(Path(m).parent)["info"] for m in cfg.ns_manifests},
-        inspect=load_inspect(cfg.inspect, p), here=environment(), mfu=cfg.mfu)
+        inspect=load_inspect(cfg.inspect, p), fewshot=fewshot_rows(cfg.fewshot), here=environment(), mfu=cfg.mfu)

@@ -114,12 +114,13 @@ def size_ladder(r: Results) -> list[str]:
         "ResNets ahead on the smallest set and the ViT catching up or overtaking on the largest (claim b); "
         "look for the gap between our lines closing from left to right.* The paper's Fig. 4 (linear 5-shot "
         "accuracy on JFT subsets) prints no numbers (`figure4_data.values: null` in reference.yaml), so it is "
-        "not drawn.", ""] + _ladder(r)
+        "not drawn" + ("; ours, the same measure on our sets, is in the table's few-shot columns" if not r.fewshot.empty
+                       else "") + ".", ""] + _ladder(r)
 
 
 def _ladder(r: Results) -> list[str]:
     """The ladder's numbers, and what a fine-tune's length does to them."""
-    table = ladder_table(r.pretrain, scores(r), r.plan)
+    table = ladder_table(r.pretrain, scores(r), r.plan, r.fewshot)
     if table.empty:
         return []
     ft = r.plan.config["finetune"]["train"]
@@ -128,10 +129,14 @@ def _ladder(r: Results) -> list[str]:
               f"{ft['steps'] * ft['batch_size'] / n:.1f} epochs of a task's {n:,.0f} training images: transfer "
               "then measures how fast a checkpoint's features adapt as much as what they hold "
               "([docs/design.md](../docs/design.md#the-first-full-run-64k-images-seen-and-what-it-changed) "
-              "compares longer fine-tunes)." if ft.get("steps") and ft.get("batch_size") and n else "")
+              "compares longer fine-tunes and longer pre-training)." if ft.get("steps") and ft.get("batch_size") and n else "")
+    probes = (" The few-shot columns read the frozen features without fine-tuning (paper sec. 4.1 and Fig. 4): "
+              "a closed-form ridge classifier (big_vision's) on the pre-logits of k training images per class of "
+              "each task, scored on its test split; mean over tasks per draw of the shots, ± sd over "
+              f"{r.fewshot.seed.nunique()} draws." if not r.fewshot.empty else "")
     return ["Every set is seen for the same number of images, so the smaller sets are seen for more epochs "
             "and may be memorised (train loss below val loss); `keep_best` then keeps the best validation's "
-            f"weights.{budget}", "", table.to_markdown(index=False), ""]
+            f"weights.{budget}{probes}", "", table.to_markdown(index=False), ""]
 
 
 def _ablation(r: Results) -> list[str]:

@@ -234,10 +234,15 @@ def pretrain_runs_table(pretrain: pd.DataFrame, resolution: int) -> pd.DataFrame
             "pretrain_time_s": "train time (s)"})
 
 
-def ladder_table(pretrain: pd.DataFrame, scores: pd.DataFrame, p: Plan) -> pd.DataFrame:
+def ladder_table(pretrain: pd.DataFrame, scores: pd.DataFrame, p: Plan,
+                 fewshot: pd.DataFrame | None = None) -> pd.DataFrame:
     """The size ladder, one row per model pre-trained on more than one upstream set and set: epochs (every
     set seen for the same images), the kept weights' upstream val top-1 and the train / val loss beside it,
-    and the mean transfer over tasks (per seed, then mean ± sd over seeds) that the size-ladder figure draws."""
+    the mean transfer over tasks (per seed, then mean ± sd over seeds) that the size-ladder figure draws,
+    and, where the checkpoints were probed, the few-shot linear top-1 (mean over tasks per draw of the
+    shots, then mean ± sd over draws: paper Fig. 4's measure)."""
+    fewshot = pd.DataFrame(columns=["model", "upstream", "task", "shots", "seed", "top1"]) if fewshot is None else fewshot
+    shots = [k for k in (5, 25) if k in set(fewshot.shots)]
     sizes = pretrain[pretrain.upstream.isin(p.upstreams)]
     ladder = sizes.groupby("model").upstream.nunique()
     rows = []
@@ -248,6 +253,9 @@ def ladder_table(pretrain: pd.DataFrame, scores: pd.DataFrame, p: Plan) -> pd.Da
                      "train loss (end)": _num(r.pretrain_train_loss, ".2f"), "val loss": _num(r.upstream_val_loss, ".2f"),
                      "upstream val top-1 (%)": _num(r.upstream_val_top1, ".1f"), "weights kept": r.kept,
                      "mean transfer (%)": fmt(t)})
+        probes = fewshot[(fewshot.model == r.model) & (fewshot.upstream == r.upstream)]
+        rows[-1].update({f"{k}-shot linear (%)": fmt(probes[probes.shots == k].groupby("seed").top1.mean())
+                         for k in shots})
     return pd.DataFrame(rows)
 
 

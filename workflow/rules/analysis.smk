@@ -118,6 +118,7 @@ rule report:
         hyperrule=hyperrule_files(),
         inspect=inspect_files(),
         ns=[f"results/data/{d}/manifest.json" for d in NOISY_STUDENT],
+        fewshot=[f"results/fewshot/{m}/{up}.json" for m, up in PLAN.fewshot_runs],
         pretrain=pretrain_files("summary.json"),
     output:
         table2="reports/table2.md",
@@ -132,7 +133,8 @@ rule report:
         config=render({"config": config}),
         # the lists of run files are known at parse time: the same words as the inputs above
         inputs=render({"ablation": ablation_files(), "hyperrule": hyperrule_files(), "inspect": inspect_files(),
-                       "ns_manifests": [f"results/data/{d}/manifest.json" for d in NOISY_STUDENT]}),
+                       "ns_manifests": [f"results/data/{d}/manifest.json" for d in NOISY_STUDENT],
+                       "fewshot": [f"results/fewshot/{m}/{up}.json" for m, up in PLAN.fewshot_runs]}),
         reports=subpath(output.report, parent=True),
     conda:
         ENV
