@@ -104,10 +104,10 @@ def test_signals_save_the_state_and_the_reruns_end_as_an_unbroken_run(digits_dir
 
 
 @pytest.mark.slow
-def test_time_limit_and_sigterm_under_torchrun_stop_every_rank_at_one_step_and_resume(digits_dir, tmp_path):
-    """Rank 0 decides every stop for all processes (a broadcast): first the time limit, then SIGTERM,
-    which torchrun's agent passes on to its workers; each time both ranks stop before the same step and
-    rank 0 saves the state, and the last relaunch ends as an unbroken run."""
+def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_resumes(digits_dir, tmp_path):
+    """Rank 0 decides every stop for all processes (a broadcast; the time limit takes the same path,
+    tests/test_train.py): SIGTERM, which torchrun's agent passes on to its workers, stops both ranks before
+    the same step, rank 0 saves the state, and the relaunch ends as an unbroken run."""
     from test_distributed import ARGS, _close
 
     args = ARGS + ["--steps=300", f"--data={digits_dir}"]
@@ -115,15 +115,11 @@ def test_time_limit_and_sigterm_under_torchrun_stop_every_rank_at_one_step_and_r
     out = tmp_path / "two"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "vit.train",
            *args, f"--out={out}", "--accum_steps=2"]
-    limited = subprocess.run(cmd + ["--time_limit_s=0.001", "--time_margin_s=0"], capture_output=True, text=True,
-                             timeout=300)
-    # each rank that reports (the agent may stop rank 1 once rank 0 has exited) reports the same step
-    stops = re.findall(r"stopped before step (\d+)/300, \d+ s before the time limit", limited.stderr)
-    assert limited.returncode != 0 and set(stops) == {"2"}, limited.stderr[-3000:]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait(proc, lambda: _steps_logged(out / "metrics.jsonl") >= 10, "step 10")
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
+    # each rank that reports (the agent may stop rank 1 once rank 0 has exited) reports the same step
     stops = re.findall(r"stopped before step (\d+)/300, on SIGTERM", err)
     assert proc.returncode != 0 and len(set(stops)) == 1, err[-3000:]
     assert not (out / "summary.json").exists()
@@ -142,12 +138,12 @@ def test_sigterm_stops_a_preparation_between_chunks_and_the_rerun_finishes_it(tm
     from vit.data import prepare, read_manifest
 
     rng = np.random.default_rng(0)
-    for i in range(1200):  # photographs' size: decoding them is the slow part of a preparation
+    for i in range(800):  # photographs' size: decoding them is the slow part of a preparation
         folder = tmp_path / "src" / "tree" / "train" / f"class{i % 3}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 255, (150, 200, 3), np.uint8)).save(folder / f"{i:05d}.jpg", quality=90)
     args = ["--name=tree", "--source=imagefolder", f"--data_root={tmp_path / 'src'}", "--task=tree", "--size=16",
-            "--chunk=8", "--workers=2", "--group=natural"]
+            "--chunk=4", "--workers=2", "--group=natural"]
     out = tmp_path / "signalled"
     cmd = [sys.executable, "-m", "vit.data.prepare", *args, f"--out={out}"]
     done = tmp_path / "signalled.partial" / "train.done.npy"
