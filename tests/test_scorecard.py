@@ -185,7 +185,7 @@ def test_ladder_table_reads_train_and_val_of_the_kept_weights_and_transfer(tmp_p
     assert sorted(curves.split.unique()) == ["train", "val"]
     sc = pd.DataFrame([{"model": "vit", "upstream": u, "seed": s, "top1": t + s}
                        for u, t in (("small", 30.0), ("big", 40.0)) for s in (0, 1)])
-    table = tables.ladder_table(pre, sc, CONFIG)
+    table = tables.ladder_table(pre, sc, CONFIG, results.fewshot_rows([]))
     assert list(table["pre-trained on"]) == ["Small", "Big"] and set(table.model) == {"ViT"}
     small, big = table.iloc[0], table.iloc[1]
     assert (small["epochs"], small["train loss (end)"], small["val loss"], small["weights kept"]) == ("20", "0.50", "1.20", "best")

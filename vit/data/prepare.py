@@ -222,8 +222,6 @@ def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: i
     positioned writes rather than through a memory map, so resident memory does not grow with the
     dataset. A stop signal (`signals`, vit.stops) ends the split between two chunks: every chunk marked
     done is whole, and the next attempt decodes the rest."""
-    from numpy.lib.format import open_memmap
-
     n = len(seq)
     if n == 0:
         raise DataError(f"split {split}: the source has no images")
@@ -231,18 +229,12 @@ def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: i
     fdone = stage / f"{split}.done.npy"
     n_chunks = (n + chunk - 1) // chunk
     resume = fx.exists() and fy.exists() and fdone.exists()
-    offsets = {}
     fix = f"delete {stage} to prepare this set from the start"  # a damaged staged file: the progress is lost
-    for path, dtype, shape in ((fx, np.uint8, (n, size, size, 3)), (fy, np.int64, (n,)),
-                               (fdone, np.uint8, (n_chunks,))):
-        with reading(path, fix, (ValueError, OSError)):
-            mm = open_memmap(path, mode="r+" if resume else "w+", dtype=dtype, shape=shape)  # header + length
-        if mm.shape != shape:
-            raise DataError(f"{path}: holds {mm.shape}, this preparation needs {shape}; {fix}")
-        offsets[path] = mm.offset
-        if path != fdone:
-            del mm
-    done = mm
+    images = _staged(fx, np.uint8, (n, size, size, 3), resume, fix)
+    labels = _staged(fy, np.int64, (n,), resume, fix)
+    offsets = {fx: images.offset, fy: labels.offset}  # header lengths: chunks are written past them
+    del images, labels
+    done = _staged(fdone, np.uint8, (n_chunks,), resume, fix)
     pending = [c for c in range(n_chunks) if not done[c]]
     _WORK.update(seq=seq, size=size, chunk=chunk)
     bar = tqdm(total=n, initial=n - sum(min(chunk, n - c * chunk) for c in pending), unit="img",
@@ -267,6 +259,17 @@ def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: i
                         f"chunks to decode; the finished ones are kept and the next attempt resumes "
                         f"(exit status {EXIT_RESUME})")
     del done  # <split>.done.npy stays, all ones, until the finished set leaves the stage: a restart skips the split
+
+
+def _staged(path: Path, dtype, shape: tuple, resume: bool, fix: str):
+    """A staged .npy as a memory map: a previous attempt's (resume), checked, or a new one."""
+    from numpy.lib.format import open_memmap
+
+    with reading(path, fix, (ValueError, OSError)):
+        mm = open_memmap(path, mode="r+" if resume else "w+", dtype=dtype, shape=shape)
+    if mm.shape != shape:
+        raise DataError(f"{path}: holds {mm.shape}, this preparation needs {shape}; {fix}")
+    return mm
 
 
 def _finished(results, signals: Signals | None):

@@ -234,14 +234,12 @@ def pretrain_runs_table(pretrain: pd.DataFrame, resolution: int) -> pd.DataFrame
             "pretrain_time_s": "train time (s)"})
 
 
-def ladder_table(pretrain: pd.DataFrame, scores: pd.DataFrame, p: Plan,
-                 fewshot: pd.DataFrame | None = None) -> pd.DataFrame:
+def ladder_table(pretrain: pd.DataFrame, scores: pd.DataFrame, p: Plan, fewshot: pd.DataFrame) -> pd.DataFrame:
     """The size ladder, one row per model pre-trained on more than one upstream set and set: epochs (every
     set seen for the same images), the kept weights' upstream val top-1 and the train / val loss beside it,
     the mean transfer over tasks (per seed, then mean ± sd over seeds) that the size-ladder figure draws,
-    and, where the checkpoints were probed, the few-shot linear top-1 (mean over tasks per draw of the
+    and, where the checkpoints were probed (`fewshot`: vit.report.results.fewshot_rows), the few-shot linear top-1 (mean over tasks per draw of the
     shots, then mean ± sd over draws: paper Fig. 4's measure)."""
-    fewshot = pd.DataFrame(columns=["model", "upstream", "task", "shots", "seed", "top1"]) if fewshot is None else fewshot
     shots = [k for k in (5, 25) if k in set(fewshot.shots)]
     sizes = pretrain[pretrain.upstream.isin(p.upstreams)]
     ladder = sizes.groupby("model").upstream.nunique()
