@@ -1,4 +1,5 @@
 """vit.account.cost: a preset's FLOPs, device-hours and wall time before launch, per rule and in total."""
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -6,7 +7,7 @@ import pytest
 import yaml
 
 from vit import cli, plan
-from vit.account import cost
+from vit.account import cost, input_bound
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,3 +106,108 @@ def test_noisy_student_chain_bounds_the_wall_time():
 def test_bad_device_is_named():
     with pytest.raises(cli.ConfigError, match="--device='v100'"):
         cost.main(cost.Config(configfile=str(REPO / "config.yaml"), device="v100"))
+
+
+# the input pipeline's cores per GPU (vit.account.input_bound): a tiny preset, one upstream set in JPEG shards
+SHARDS_CONFIG = {
+    "datasets": {
+        "shapes_l": {"source": "shapes", "group": "upstream", "label": "Shapes", "train": 1000, "val": 100,
+                     "test": 0, "size": 32, "classes": 16, "store": "shards"},
+        "digits": {"source": "digits", "group": "natural", "label": "Digits", "train": 200, "val": 50, "test": 200}},
+    "models": {"vit": {"arch": "vit", "label": "ViT", "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}},
+    "pretrain": {"runs": {"vit": ["shapes_l"]}, "epochs": {"shapes_l": 2},
+                 "train": {"img_size": 32, "batch_size": 64, "optimizer": "adam", "lr": 0.001}},
+    "finetune": {"tasks": ["digits"], "resolutions": [32],
+                 "train": {"optimizer": "sgd", "lr": 0.1, "steps": 5, "batch_size": 32}}}
+PROFILE = """set-resources:
+  pretrain: {gpu: 8, cpus_per_gpu: 3, runtime: 60}
+  finetune: {gpu: 8, runtime: 60}
+"""
+
+
+def _gpu_rate(df) -> float:
+    """Images/s one H100 takes in the pre-training job at MFU 40 %, from its FLOPs per image alone."""
+    return cost.PEAKS["h100"] * 0.4 / (df[df.rule == "pretrain"].train_gflops_per_img.iloc[0] * 1e9)
+
+
+@pytest.fixture
+def shards_preset(tmp_path, monkeypatch):
+    """The preset's file and a SLURM profile that gives pre-training 3 cores per GPU (none for finetune)."""
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(SHARDS_CONFIG))
+    (tmp_path / "profile.yaml").write_text(PROFILE)
+    monkeypatch.setattr(cost, "SLURM_PROFILE", tmp_path / "profile.yaml")
+    return tmp_path / "config.yaml"
+
+
+def _bench(tmp_path, per_core: dict) -> str:
+    path = tmp_path / "input_pipeline.json"
+    path.write_text(json.dumps({"rows": [], "per_core": per_core, "cpu": "test", "images": 10,
+                                "image_size": [500, 375], "command": "python -m vit.data.bench_input"}))
+    return str(path)
+
+
+def test_cores_per_gpu_matches_a_hand_count(tmp_path):
+    """Needed cores = ceil(GPU images/s / one core's images/s) + 1, on sharded sets only; the core's rate is
+    the nearest measured resolution at or above the job's (32 px -> the 48 px row)."""
+    p = plan.load(SHARDS_CONFIG)
+    df = cost.estimate(p, "h100", 0.4, cost.PEAKS["h100"])
+    assert set(df.dataset) == {"shapes_l", "digits"}
+    gpu = _gpu_rate(df)  # about 2e8 images/s for this tiny ViT
+    bench = {"per_core": {"16": 1e9, "48": gpu / 6.5, "64": 1.0}}
+    need = input_bound.cores_per_gpu(df, bench, p)
+    assert need[df.rule == "pretrain"].tolist() == [8.0]  # ceil(6.5) + 1
+    assert need[df.rule == "finetune"].isna().all()  # digits: uint8 arrays in memory
+    cols, lines = input_bound.check(df, bench, "b.json", p, {"pretrain": 8, "finetune": 8})
+    assert cols.to_dict("index") == {"pretrain": {"cores/GPU needed": 8, "cpus_per_gpu": 8},
+                                     "finetune": {"cores/GPU needed": "in memory", "cpus_per_gpu": 8}}
+    assert lines == []
+
+
+def test_input_bound_rule_is_named(tmp_path, shards_preset, capsys):
+    """A slow core: pre-training needs 7 cores per GPU, the profile gives 3, so 2 pipeline cores feed the
+    GPU at 2 / 5.5 of its rate; a fast core: no line. The table gains both columns either way."""
+    df = cost.estimate(plan.load(SHARDS_CONFIG), "h100", 0.4, cost.PEAKS["h100"])
+    gpu, core = _gpu_rate(df), _gpu_rate(df) / 5.5
+    bench = _bench(tmp_path, {"32": core})
+    cost.main(cost.Config(configfile=str(shards_preset), device="h100", mfu=0.4, input_bench=bench))
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("input-bound:")] == [
+        f"input-bound: pretrain needs 7 cores per GPU at 32 px (the GPU takes {gpu:,.0f} img/s, a core decodes "
+        f"and augments {core:,.0f} img/s; {bench}), the SLURM profile gives 3: the job runs at about 36% of "
+        f"the GPU's speed; raise cpus_per_gpu in workflow/profiles/slurm/config.yaml or pre-resize the shards"]
+    rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
+    assert "cores/GPU needed" in rows["rule"] and "cpus_per_gpu" in rows["rule"]
+    assert [c.strip() for c in rows["pretrain"].split("|")[-3:-1]] == ["7", "3"]
+    assert [c.strip() for c in rows["finetune"].split("|")[-3:-1]] == ["in memory", ""]
+    cost.main(cost.Config(configfile=str(shards_preset), device="h100", mfu=0.4,
+                          input_bench=_bench(tmp_path, {"32": gpu * 1.01})))  # one core keeps up: 2
+    out = capsys.readouterr().out
+    assert "input-bound:" not in out and "not measured" not in out
+    assert [c.strip() for c in [r for r in out.splitlines() if r.startswith("| pretrain")][0].split("|")[-3:-1]] \
+        == ["2", "3"]
+
+
+def test_unmeasured_input_pipeline(tmp_path, shards_preset, capsys, monkeypatch):
+    """No benchmark at the default path: one line says so, no columns; a missing --input_bench is an error
+    naming it; on --device=cpu nothing is checked."""
+    monkeypatch.chdir(tmp_path)  # no results/bench/input_pipeline.json here
+    cost.main(cost.Config(configfile=str(shards_preset), device="a100"))
+    out = capsys.readouterr().out
+    assert ("# input pipeline: not measured (run python -m vit.data.bench_input to write "
+            "results/bench/input_pipeline.json); cores per GPU not checked") in out.splitlines()
+    assert "cores/GPU needed" not in out and "input-bound" not in out
+    with pytest.raises(cli.ConfigError, match=f"--input_bench={tmp_path / 'none.json'}: no such file"):
+        cost.main(cost.Config(configfile=str(shards_preset), device="h100", input_bench=str(tmp_path / "none.json")))
+    (tmp_path / "peak.json").write_text('{"cpu_fp32_gflops": {"1": 100.0}}')
+    cost.main(cost.Config(configfile=str(shards_preset), device="cpu", peak_file=str(tmp_path / "peak.json")))
+    out = capsys.readouterr().out
+    assert "input pipeline" not in out and "cores/GPU needed" not in out
+
+
+def test_per_core_rate_at_a_resolution():
+    """The measured resolution, else the nearest measured above, else the largest scaled by pixels."""
+    per_core = {"224": 210.0, "384": 150.0}
+    assert input_bound.per_core_at(per_core, 224) == 210.0
+    assert input_bound.per_core_at(per_core, 160) == 210.0
+    assert input_bound.per_core_at(per_core, 256) == 150.0
+    assert input_bound.per_core_at(per_core, 512) == pytest.approx(150.0 * (384 / 512) ** 2)  # 84.4

@@ -65,6 +65,13 @@ def test_default_config_names_its_stand_ins_and_only_the_differing_values():
             "`none` on dSpr-Loc") in text
 
 
+def test_paper_presets_list_no_augmentation_departure():
+    """The paper presets crop as the paper's code does (inception crop + flip): no augmentation departure."""
+    for preset in ("configs/paper-i21k.yaml", "configs/paper-transfer.yaml"):
+        text = section(load(preset))
+        assert "augmentation" not in text and "crop_flip" not in text, preset
+
+
 def test_paper_i21k_names_the_release():
     text = section(load("configs/paper-i21k.yaml"))
     assert "is ImageNet-21k itself, release fall11: 21,841 classes" in text

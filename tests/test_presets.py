@@ -89,6 +89,13 @@ def test_planned_jobs_resources_and_launch(planned):
             assert j["resources"]["gpu"] == "1" and j["shell"].startswith(prefix), j["rule"]
         else:
             assert "gpu" not in j["resources"], j["rule"]
+    # every image set is stored as its original files in shards and cropped as the paper's code does
+    # (vit.data.shards; issue: the paper presets' input pipeline); the HyperRule's BiT crop is its recipe's
+    for j in jobs:
+        if j["rule"] == "prepare":
+            assert j["args"]["store"] == "shards" and "size" not in j["args"], j["shell"]
+        elif j["rule"] in ("pretrain", "finetune"):
+            assert j["args"]["augment"] == "inception_crop", j["shell"]
     # light rules run on the login node: a dry run prints no executor, so check the rule definitions
     rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     for rule in LOCAL_RULES:

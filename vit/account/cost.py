@@ -21,7 +21,9 @@ rule gets (the SLURM profile's `gpu` for GPUs, 1 core on CPU), the whole preset 
 bounded below by its longest chain (pre-training, then the fine-tunes of that checkpoint); on GPUs each
 rule's longest job is checked against the SLURM profile's runtime x attempts (a stopped job resumes on
 its next attempt, vit.train's time limit). Evaluation,
-pseudo-labelling and few-shot probes are not counted.
+pseudo-labelling and few-shot probes are not counted. On GPUs, the CPU cores per GPU that the input pipeline
+of each rule's sets stored as JPEG shards needs (vit.account.input_bound, from the input benchmark
+results/bench/input_pipeline.json or --input_bench) are checked against the profile's `cpus_per_gpu`.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from pathlib import Path
 import torch
 
 from vit import cli, models
+from vit.account import input_bound
 from vit.account.peak import matmul_peak
 from vit.data import DataError, tv_sources
 from vit.logs import read_json, read_parquet, read_yaml, redo
@@ -61,6 +64,7 @@ class Config:
     peak_file: str = ""     # cpu: vit.account.peak's JSON (default results/compute/peak.json when present)
     model: str = ""         # vtab: a paper model (e.g. ViT-L/16) instead of the checkpoint's own
     out: str = ""           # optional CSV of the per-job table
+    input_bench: str = ""   # GPUs: the input benchmark's JSON (default results/bench/input_pipeline.json when present)
 
 
 def _flops_per_image(spec: dict, res: int, classes: int, cache: dict) -> float:
@@ -86,8 +90,8 @@ def jobs(plan: Plan) -> list[dict]:
         s = loop.Config(**plan.pretrain_settings(model, up))
         d = pseudo.get(up) or datasets[up]
         steps = optim.to_steps(s.epochs, s.steps, d.get("train", 0), s.batch_size)
-        rows.append({"stage": "pretrain", "model": model, "upstream": up, "task": up, "resolution": s.img_size,
-                     "runs": 1, "images": steps * s.batch_size, "spec": plan.model_spec(model),
+        rows.append({"stage": "pretrain", "model": model, "upstream": up, "task": up, "dataset": up,
+                     "resolution": s.img_size, "runs": 1, "images": steps * s.batch_size, "spec": plan.model_spec(model),
                      "classes": d.get("classes", 1000)})
     if "finetune" not in plan.config:
         return rows
@@ -106,7 +110,7 @@ def jobs(plan: Plan) -> list[dict]:
             runs = len(grid["seeds"]) + (len(task_grid["lr_grid"]) if len(task_grid["lr_grid"]) > 1 else 0)
             for res in [r for r in task_grid["resolutions"] if r != skip]:
                 rows.append({"stage": "finetune" if skip is None else "ablation", "model": model, "upstream": up,
-                             "task": task, "resolution": res,
+                             "task": task, "dataset": task, "resolution": res,
                              "runs": runs, "images": runs * s.steps * s.batch_size,
                              "spec": models.transfer_spec(plan.model_spec(model)),
                              "classes": datasets.get(task, {}).get("classes", 1000)})
@@ -139,8 +143,8 @@ def hyperrule_jobs(plan: Plan) -> list[dict]:
                                   f"size (train / val counts): {e}") from None
         for model, up in runs:
             for res in grid["resolutions"]:
-                rows.append({"stage": "hyperrule", "model": model, "upstream": up, "task": task, "resolution": res,
-                             "runs": len(shared.seeds), "images": len(shared.seeds) * s.steps * s.batch_size,
+                rows.append({"stage": "hyperrule", "model": model, "upstream": up, "task": task, "dataset": task,
+                             "resolution": res, "runs": len(shared.seeds), "images": len(shared.seeds) * s.steps * s.batch_size,
                              "spec": models.transfer_spec(plan.model_spec(model)),
                              "classes": d.get("classes", 1000)})
     return rows
@@ -171,7 +175,7 @@ def vtab_jobs(plan: Plan, model: str = "") -> list[dict]:
                                                + [("vtab_final", longest, len(seeds))]):
         for t in tasks:
             rows.append({"stage": stage, "model": v["model"], "upstream": f"s{job}" if stage == "vtab_sweep" else "final",
-                         "task": t.folder, "resolution": res, "runs": runs,
+                         "task": t.folder, "dataset": f"vtab_{t.folder}", "resolution": res, "runs": runs,
                          "images": runs * group.steps * group.batch_size, "spec": spec, "classes": t.classes})
     return rows
 
@@ -306,6 +310,8 @@ def main(cfg: Config):
     if cfg.device not in DEVICES:
         raise cli.ConfigError(f"--device={cfg.device!r}: expected one of {', '.join(DEVICES)}")
     plan = load(read_config(cfg.configfile))
+    # GPUs: the input benchmark (None: not measured), read first: a missing --input_bench fails at once
+    bench, bench_path = input_bound.read_bench(cfg.input_bench) if cfg.device != "cpu" else (None, "")
     compute = read_parquet(cfg.measured, redo(cfg.measured, "account rule")) if cfg.measured else None
     if cfg.device == "cpu":
         record, peak_src = _cpu_peak(cfg.peak_file)
@@ -336,7 +342,13 @@ def main(cfg: Config):
         by_rule["SLURM limit (attempts x runtime)"] = [
             f"{_duration(lim)}" + ("" if long <= lim else " TOO SHORT") for lim, long in
             zip(limit, per_job.groupby("rule", sort=False).wall_hours.max())]
+    bound = [input_bound.NOT_MEASURED] if cfg.device != "cpu" and bench is None else []
+    if bench is not None:  # can each GPU's input pipeline keep up? (vit.account.input_bound)
+        cols, bound = input_bound.check(df, bench, bench_path, plan, input_bound.profile_cpus(SLURM_PROFILE))
+        by_rule = by_rule.join(cols, on="rule")
     print(by_rule.to_markdown(index=False, floatfmt=".3g"))
+    if bound:
+        print("\n" + "\n".join(bound))
     print(f"\ntotal: {df.flops.sum() / scale:,.3g} {fl}, {df.device_hours.sum():,.3g} {unit}-hours; "
           f"wall time on {devices} {unit.lower() if unit == 'core' else unit}s: {_duration(wall)}")
     if compute is not None:

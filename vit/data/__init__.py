@@ -29,12 +29,16 @@ def split_files(split: str) -> tuple[str, str]:
 
 
 def write_manifest(stage: Path, *, name: str, source: str, group: str, seed: int, task: str, classes: list,
-                   splits: list[str], files: dict, info: dict, started: float) -> dict:
+                   splits: list[str], files: dict, info: dict, started: float, store: dict | None = None) -> dict:
     """Write `stage`/manifest.json for the split files staged there and return it: the one manifest
     format that vit.data.prepare and vit.data.pseudo_label write and every reader of prepared data reads.
     Sizes and image size are read from the staged arrays, so they cannot disagree with the files."""
     sizes = {s: int(len(np.load(stage / split_files(s)[1], mmap_mode="r"))) for s in splits}
-    image_size = list(np.load(stage / split_files(splits[0])[0], mmap_mode="r").shape[1:3])
+    if store:  # the sharded store (vit.data.shards): originals of many sizes; the median stands for them
+        sides = np.load(stage / f"{splits[0]}_sides.npy")
+        image_size = [int(v) for v in np.median(sides, axis=0)]
+    else:
+        image_size = list(np.load(stage / split_files(splits[0])[0], mmap_mode="r").shape[1:3])
     manifest = {
         "name": name, "source": source, "group": group, "seed": seed, "task": task,
         "classes": list(classes), "num_classes": len(classes), "image_size": image_size, "channels": 3,
@@ -43,6 +47,7 @@ def write_manifest(stage: Path, *, name: str, source: str, group: str, seed: int
         # with the parent, so the two are not additive)
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "peak_rss_worker_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        **(store or {}),
     }
     write_json(stage / MANIFEST, manifest)
     return manifest
@@ -145,6 +150,8 @@ def load_split(data_dir: str | Path, split: str, soft: bool = False) -> tuple[np
     `soft`: the labels are <split>_soft.npy instead, (N, K) float32 target distributions (Noisy
     Student's soft pseudo-labels, vit.data.pseudo_label --labels=soft)."""
     manifest = read_manifest(data_dir)
+    if manifest.get("store") == "shards":
+        return _load_shards(data_dir, split, soft, manifest)
     xs, ys = [], []
     for part in split.split("+"):
         name, lo, hi = parse_part(part)
@@ -169,11 +176,34 @@ def load_split(data_dir: str | Path, split: str, soft: bool = False) -> tuple[np
     return x, y.astype(np.float32 if soft else np.int64), manifest
 
 
+def _load_shards(data_dir, split: str, soft: bool, manifest: dict):
+    """load_split for the sharded store: `vit.data.shards.ShardImages` over the parts' rows, and the labels."""
+    from vit.data.shards import ShardImages, ShardSplit
+
+    if soft:
+        raise DataError(f"{data_dir}: soft labels are written for arrays (Noisy Student's pools), not shards")
+    parts, ys = [], []
+    for part in split.split("+"):
+        name, lo, hi = parse_part(part)
+        if name not in manifest["splits"]:
+            raise DataError(f"{Path(data_dir) / MANIFEST}: no split {name!r}; available: {', '.join(manifest['splits'])}")
+        verify(data_dir, [f"{name}_labels.npy", f"{name}_sides.npy", f"{name}.shards.json"], manifest)
+        y = np.load(Path(data_dir) / f"{name}_labels.npy")
+        rows = slice_index(len(y), lo, hi) if (lo, hi) != (0.0, 100.0) else np.arange(len(y))
+        parts.append((ShardSplit(data_dir, name, manifest), rows))
+        ys.append(y[rows])
+    return ShardImages(parts), np.concatenate(ys).astype(np.int64), manifest
+
+
 # ----------------------------------------------------------------------------- torch side
+from vit.data.pixels import _resize, normalize  # noqa: E402,F401  (the training loop and evaluators use them here)
+
 def to_tensor(images, size: int):
     """uint8 (N,H,W,C) -> uint8 (N,C,size,size), resized once with antialiasing (not per batch)."""
     import torch
 
+    if hasattr(images, "originals"):  # the sharded store: every image decoded and resized (small sets only)
+        return images.at(size)[:]
     x = torch.from_numpy(np.require(np.asarray(images), requirements=["C", "W"])).permute(0, 3, 1, 2)  # copies a read-only memmap
     if x.shape[-1] == size and x.shape[-2] == size:
         return x.contiguous()
@@ -181,16 +211,6 @@ def to_tensor(images, size: int):
     for i in range(0, len(x), 4096):  # chunks bound the float32 temporary
         out[i:i + 4096] = _resize(x[i:i + 4096], size)
     return out
-
-
-def _resize(x, size: int):
-    """uint8 (B,C,H,W) -> uint8 (B,C,size,size): bilinear with antialias, per image."""
-    import torch.nn.functional as F
-
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x.contiguous()
-    y = F.interpolate(x.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return y.round_().clamp_(0, 255).to(x.dtype)
 
 
 class Streamed:
@@ -220,170 +240,12 @@ class Streamed:
 def images(xs, size: int, max_gb: float):
     """The images of a split for the training loop: one uint8 tensor in memory when it fits in
     `max_gb`, else `Streamed` from the memory-mapped file (same values, read per batch)."""
+    if hasattr(xs, "originals"):  # the sharded store: decoded per batch, whatever its size
+        return xs.at(size)
     need = len(xs) * xs.shape[-1] * size * size / 2**30
     return to_tensor(xs, size) if need <= max_gb else Streamed(xs, size)
 
 
-def normalize(x):
-    """uint8 -> float in [-1, 1], the ViT/BiT input convention."""
-    return x.float().div_(127.5).sub_(1.0)
-
-
-AUGMENTS = ("none", "crop_flip", "randaugment", "inception_crop", "inception_crop+randaugment")
-
-
-def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part: slice = slice(None),
-                mixup: float = 0.0, num_classes: int = 0, size: int = 0, randaugment_skip: tuple = ()):
-    """Batch number `step` of an epoch-wise shuffle, or the `part` of it that one process or one
-    accumulation micro-step trains on. A pure function of (seed, step): a resumed run, or the same run
-    split across processes and micro-steps, sees exactly the examples and augmentations of a single
-    process taking the whole batch at once.
-
-    `augment`: crop_flip reflect-pads by 1/8 of the side, crops back and flips; inception_crop takes an
-    inception crop of the stored image (`inception_boxes`) resized to `size` (0 = the stored side), and
-    flips, as the paper's code does in pre-training and fine-tuning; +randaugment adds RandAugment (Noisy
-    Student's input noise; "randaugment" alone is crop_flip+randaugment), without the ops named in
-    `randaugment_skip` (those that would change what the label is about). Without inception_crop the
-    images must already be at the training resolution.
-
-    With `mixup` = alpha > 0 (BiT-HyperRule, Zhang et al. 2018), each image is blended with a partner
-    from the same global batch, lam ~ Beta(alpha, alpha) once per step as in BiT's code, and the labels
-    become the same blend of one-hot targets (num_classes wide), which F.cross_entropy takes as
-    probabilities."""
-    import numpy as np
-    import torch
-
-    n = len(x)
-    per_epoch = max(1, n // batch_size)
-    epoch, i = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    idx = perm[i * batch_size:(i + 1) * batch_size]
-    if augment not in AUGMENTS:
-        raise ValueError(f"augment={augment!r}: expected one of {', '.join(AUGMENTS)}")
-    inception = augment.startswith("inception_crop")
-    h = x.shape[-2]
-    size = size or h
-    if size != h and not inception:
-        raise ValueError(f"augment={augment!r} trains at the stored side ({h} px), not at {size} px")
-    if augment != "none":
-        # draw the whole batch's random crops and flips, then keep this part's: same values however split
-        pad = max(1, h // 8)
-        gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-        if inception:
-            boxes = inception_boxes(np.random.default_rng([seed, step]), len(idx), h, x.shape[-1])
-        else:
-            oy, ox = (torch.randint(0, 2 * pad + 1, (len(idx),), generator=gen) for _ in range(2))
-        flip = torch.rand(len(idx), generator=gen) < 0.5
-
-    def load(pos):
-        """Images and labels at positions `pos` of the global batch, augmented."""
-        xb = x[idx[pos]]
-        if inception:
-            xb = inception_crop(xb, boxes[pos.numpy()], flip[pos], size)
-        elif augment != "none":
-            xb = _crop_flip(xb, oy[pos], ox[pos], flip[pos], pad)
-        if augment.endswith("randaugment"):
-            xb = _randaugment(xb, [seed * 1_000_003 + step * 65_537 + int(p) for p in pos], randaugment_skip)
-        return normalize(xb), y[idx[pos]]
-
-    pos = torch.arange(len(idx))[part]
-    xb, yb = load(pos)
-    if mixup <= 0:
-        return xb, yb
-    if num_classes < 2:
-        raise ValueError("mixup needs num_classes (the width of the blended one-hot targets)")
-    rng = np.random.default_rng(seed * 7_000_003 + step)
-    lam = float(rng.beta(mixup, mixup))
-    partner = torch.from_numpy(rng.permutation(len(idx)))[pos]
-    xp, yp = load(partner)
-    def one_hot(t):  # soft targets (N, K) are distributions already
-        return t.float() if t.ndim == 2 else torch.nn.functional.one_hot(t.long(), num_classes).float()
-    return lam * xb + (1 - lam) * xp, lam * one_hot(yb) + (1 - lam) * one_hot(yp)
-
-
-INCEPTION_AREA = (0.05, 1.0)      # the paper's code: tf.image.sample_distorted_bounding_box's area_range,
-INCEPTION_ASPECT = (3 / 4, 4 / 3)  # aspect_ratio_range (big_vision pp/ops_image.py inception_crop)
-
-
-def inception_boxes(rng: np.random.Generator, n: int, h: int, w: int, attempts: int = 10) -> np.ndarray:
-    """n random crop boxes (top, left, height, width) of an h x w image, as torchvision's
-    RandomResizedCrop draws them (its `make_params`), vectorised over the batch: area uniform in
-    INCEPTION_AREA of the image, aspect log-uniform in INCEPTION_ASPECT, the first of `attempts` draws
-    that fits; else the whole image cropped to the nearest allowed aspect, centred."""
-    area = h * w * rng.uniform(*INCEPTION_AREA, (n, attempts))
-    aspect = np.exp(rng.uniform(np.log(INCEPTION_ASPECT[0]), np.log(INCEPTION_ASPECT[1]), (n, attempts)))
-    cw, ch = np.round(np.sqrt(area * aspect)).astype(np.int64), np.round(np.sqrt(area / aspect)).astype(np.int64)
-    fits = (cw > 0) & (cw <= w) & (ch > 0) & (ch <= h)
-    first = fits.argmax(1)
-    cw, ch = cw[np.arange(n), first], ch[np.arange(n), first]
-    ratio = w / h  # the fallback: torchvision's centre crop at the clamped aspect
-    if ratio < INCEPTION_ASPECT[0]:
-        fw, fh = w, int(round(w / INCEPTION_ASPECT[0]))
-    elif ratio > INCEPTION_ASPECT[1]:
-        fw, fh = int(round(h * INCEPTION_ASPECT[1])), h
-    else:
-        fw, fh = w, h
-    ok = fits.any(1)
-    cw, ch = np.where(ok, cw, fw), np.where(ok, ch, fh)
-    top = np.where(ok, (rng.random(n) * (h - ch + 1)).astype(np.int64), (h - fh) // 2)
-    left = np.where(ok, (rng.random(n) * (w - cw + 1)).astype(np.int64), (w - fw) // 2)
-    return np.stack([top, left, ch, cw], 1)
-
-
-def inception_crop(xb, boxes: np.ndarray, flip, size: int):
-    """uint8 (B,C,H,W) -> uint8 (B,C,size,size): each image's box resized to size x size (bilinear with
-    antialiasing: torchvision's resized_crop, image by image), then flipped where `flip`."""
-    import torch
-    from torchvision.transforms.v2 import functional as TF
-
-    out = torch.empty((len(xb), xb.shape[1], size, size), dtype=torch.uint8)
-    for i, (top, left, hh, ww) in enumerate(boxes.tolist()):
-        out[i] = TF.resized_crop(xb[i], top, left, hh, ww, [size, size], antialias=True)
-    out[flip] = out[flip].flip(-1)
-    return out
-
-
-RANDAUGMENT = {"num_ops": 2, "magnitude": 9}  # torchvision's defaults (Cubuk et al. 2020)
-
-
-def randaugment_ops() -> tuple[str, ...]:
-    """The ops torchvision's RandAugment draws from (Identity, ShearX, ..., Solarize, AutoContrast, Equalize)."""
-    from torchvision.transforms import v2
-
-    return tuple(v2.RandAugment._AUGMENTATION_SPACE)
-
-
-def _randaugment(xb, seeds: list[int], skip: tuple = ()):
-    """RandAugment, the input noise of Noisy Student students: each image its own two random ops,
-    drawn from its own seed, so the result does not depend on how a batch is split; the ops in `skip`
-    are left out of the draw (torchvision keeps its op table in a class attribute: an instance copy
-    without them changes nothing else)."""
-    import torch
-    from torchvision.transforms import v2
-
-    ra = v2.RandAugment(**RANDAUGMENT)
-    if skip:
-        unknown = sorted(set(skip) - set(ra._AUGMENTATION_SPACE))
-        if unknown:
-            raise ValueError(f"randaugment_skip names {unknown}: RandAugment's ops are {', '.join(randaugment_ops())}")
-        ra._AUGMENTATION_SPACE = {k: v for k, v in ra._AUGMENTATION_SPACE.items() if k not in skip}
-    out = torch.empty_like(xb)
-    with torch.random.fork_rng(devices=[]):  # leave the training RNG (dropout, resume state) untouched
-        for i, s in enumerate(seeds):
-            torch.manual_seed(s)
-            out[i] = ra(xb[i])
-    return out
-
-
-def _crop_flip(xb, oy, ox, flip, pad: int):
-    """Random crop after reflect-padding by `pad` (1/8 of the side), and a horizontal flip."""
-    import torch
-    import torch.nn.functional as F
-
-    b, c, h, w = xb.shape
-    xp = F.pad(xb.float(), (pad, pad, pad, pad), mode="reflect")
-    rows = (oy[:, None] + torch.arange(h)).view(b, 1, h, 1).expand(b, c, h, w + 2 * pad)
-    cols = (ox[:, None] + torch.arange(w)).view(b, 1, 1, w).expand(b, c, h, w)
-    out = xp.gather(2, rows).gather(3, cols)
-    out[flip] = out[flip].flip(-1)
-    return out.to(torch.uint8)
+# the training batches (vit.data.augment): imported here, where the training loop and the tests find them
+from vit.data.augment import (AUGMENTS, INCEPTION_AREA, INCEPTION_ASPECT, ZOOMS, bit_crop, inception_boxes,  # noqa: E402,F401
+                              inception_crop, randaugment_ops, train_batch)

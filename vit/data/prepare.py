@@ -44,7 +44,8 @@ from tqdm import tqdm
 
 from vit import cli
 from vit.data import MANIFEST, DataError, split_files, write_manifest
-from vit.data import contours, flowers, sources, synth
+from vit.data import contours, flowers, shards, sources, synth
+from vit.data import pool as pool_
 from vit.logs import config_hash, reading, sha256_file
 from vit.plan import IMAGE_SOURCES
 from vit.stops import EXIT_RESUME, Resumable, Signals, for_workers
@@ -74,6 +75,9 @@ class Config:
     download: bool = False  # torchvision: let torchvision download (needs internet)
     workers: int = 0        # decoding processes for image sources (0 = the job's threads, else all cores)
     chunk: int = 256        # images per work unit (and per resume step)
+    store: str = "arrays"   # arrays: uint8 .npy at size x size (laptop sets); shards: the original encoded
+                            # images in WebDataset tars (image sources at paper scale; vit.data.shards)
+    shard_size: int = 5000  # store=shards: images per shard (and per resume step)
 
 
 # ----------------------------------------------------------------------------- sources
@@ -242,8 +246,8 @@ def stream_split(seq, stage: Path, split: str, size: int, workers: int, chunk: i
     ctx = multiprocessing.get_context("fork")  # workers inherit the open dataset, nothing is pickled
     try:
         with open(fx, "r+b") as img_file, open(fy, "r+b") as label_file, \
-                (ctx.Pool(workers, initializer=for_workers) if workers > 1 else _Serial()) as pool:
-            for c, xs, ys in _finished(pool.imap_unordered(_decode_chunk, pending), signals):
+                (ctx.Pool(workers, initializer=for_workers) if workers > 1 else pool_.Serial()) as pool:
+            for c, xs, ys in pool_.finished(pool.imap_unordered(_decode_chunk, pending), signals):
                 os.pwrite(img_file.fileno(), xs.tobytes(), offsets[fx] + c * chunk * xs[0].nbytes)
                 os.pwrite(label_file.fileno(), ys.tobytes(), offsets[fy] + c * chunk * 8)
                 done[c] = 1  # after the pixels reached the OS: a killed process loses nothing marked done
@@ -272,43 +276,6 @@ def _staged(path: Path, dtype, shape: tuple, resume: bool, fix: str):
     return mm
 
 
-def _finished(results, signals: Signals | None):
-    """The decoded chunks as they come, until a stop signal: then the loop ends between two chunks, and
-    leaving the pool's `with` terminates the workers (their chunks in flight are redone next time). It
-    waits at most a second at a time, since a SIGTERM that reaches every process of a SLURM step kills
-    workers whose chunks then never come."""
-    while not (signals is not None and signals.received):
-        try:
-            yield results.next(timeout=1.0)
-        except StopIteration:
-            return
-        except multiprocessing.TimeoutError:
-            continue
-
-
-class _Serial:
-    """The Pool interface without processes (workers <= 1)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    def imap_unordered(self, fn, items):
-        return _SerialResults(map(fn, items))
-
-
-class _SerialResults:
-    """Pool.imap_unordered's iterator interface: next(timeout)."""
-
-    def __init__(self, it):
-        self._it = it
-
-    def next(self, timeout=None):
-        return next(self._it)
-
-
 # ----------------------------------------------------------------------------- writing
 def prepare(cfg: Config, signals: Signals | None = None) -> dict:
     """Prepare the dataset of `cfg` (see the module doc); `signals`: the process's stop signals (vit.stops),
@@ -326,7 +293,12 @@ def prepare(cfg: Config, signals: Signals | None = None) -> dict:
         shutil.rmtree(stage)  # an attempt with other settings: nothing of it can be reused
     stage.mkdir(parents=True, exist_ok=True)
     marker.write_text(chash)
-    files = {}
+    if cfg.store not in ("arrays", "shards"):
+        raise cli.ConfigError(f"--store={cfg.store!r}: expected arrays or shards")
+    if cfg.store == "shards" and any(isinstance(v, tuple) for v in splits.values()):
+        raise cli.ConfigError(f"--store=shards: --source={cfg.source} is generated in memory; shards are for image "
+                              f"sources ({', '.join(IMAGE_SOURCES)}): use store: arrays")
+    files, shard_bytes = {}, {}
     for split, source in splits.items():
         fx, fy = split_files(split)
         if isinstance(source, tuple):  # in-memory arrays (procedural sources, digits, Fashion-MNIST)
@@ -336,12 +308,15 @@ def prepare(cfg: Config, signals: Signals | None = None) -> dict:
                                 f"expected uint8 (N,H,W,3) and N labels")
             np.save(stage / fx, np.ascontiguousarray(x))
             np.save(stage / fy, np.asarray(y, dtype=np.int64))
+        elif cfg.store == "shards":  # the originals' bytes, resized at training time (vit.data.shards)
+            got, sizes = shards.write_split(source, stage, split, cfg.name, cfg.shard_size, _workers(cfg), signals)
+            files.update(got)
+            shard_bytes.update(sizes)
+            continue
         else:
             if cfg.size <= 0:
                 raise cli.ConfigError(f"--size must be positive for --source={cfg.source}")
-            # Snakemake exports a job's thread budget as OMP_NUM_THREADS; outside Snakemake use every core
-            workers = cfg.workers or int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
-            stream_split(source, stage, split, cfg.size, workers, cfg.chunk, signals)
+            stream_split(source, stage, split, cfg.size, _workers(cfg), cfg.chunk, signals)
             samples = getattr(source, "samples", None)
             if samples is not None:  # keep file names (ImageNet ReaL scores by file name)
                 (stage / f"{split}_names.txt").write_text("".join(Path(p).name + "\n" for p, _ in samples))
@@ -351,7 +326,8 @@ def prepare(cfg: Config, signals: Signals | None = None) -> dict:
             raise Resumable(f"{stage}: stopped by {Signals.name(signals.received)} after split {split}; finished "
                             f"streamed splits and chunks are kept for the next attempt (exit status {EXIT_RESUME})")
     manifest = write_manifest(stage, name=cfg.name, source=cfg.source, group=cfg.group, seed=cfg.seed, task=cfg.task,
-                              classes=class_names, splits=list(splits), files=files, info=info, started=t0)
+                              classes=class_names, splits=list(splits), files=files, info=info, started=t0,
+                              store={"store": "shards", "sizes": shard_bytes} if cfg.store == "shards" else None)
     # Move the finished files in, manifest last: a crash before this point leaves `out` as it was.
     out.mkdir(parents=True, exist_ok=True)
     for name in [*files, MANIFEST]:
@@ -360,6 +336,11 @@ def prepare(cfg: Config, signals: Signals | None = None) -> dict:
     print(f"prepared {cfg.name}: {manifest['splits']} at {manifest['image_size']} px, {manifest['num_classes']} classes, "
           f"{manifest['seconds']} s -> {out}")
     return manifest
+
+
+def _workers(cfg: Config) -> int:
+    # Snakemake exports a job's thread budget as OMP_NUM_THREADS; outside Snakemake use every core
+    return cfg.workers or int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)
 
 
 def main() -> None:

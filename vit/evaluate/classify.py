@@ -48,7 +48,8 @@ def score_checkpoint(cfg: Config) -> dict:
     model = models.create(ckpt["model_args"], ckpt["num_classes"], ckpt["img_size"])
     model.load_state_dict(ckpt["model"])
     xs, ys, _ = data.load_split(cfg.data, cfg.split)
-    result = evaluate(model, data.to_tensor(xs, ckpt["img_size"]), torch.from_numpy(ys))
+    # a sharded store or a split larger than memory is decoded batch by batch (data.images)
+    result = evaluate(model, data.images(xs, ckpt["img_size"], 8.0), torch.from_numpy(ys))
     print(result)
     if cfg.out:
         write_json(cfg.out, result)

@@ -96,9 +96,9 @@ def bit_hyperrule(n_train: int, image_hw: tuple[int, int], variant: str = "code"
 
     Resolution: tasks with images smaller than 96 x 96 in area train at 128 px (resize 160, random
     crop 128), others at 480 (resize 512, crop 480; the paper's text: 384 from 448, but 480 for
-    R152x4, `big_model`). Our `augment: crop_flip` reflect-pads by 1/8 of the side and crops back,
-    the same 1.25 ratio as resize-then-crop. MixUp alpha 0.1 from 20k examples. The returned
-    `resize` is informational: the pipeline resizes to `img_size` and pads for the crop."""
+    R152x4, `big_model`), with `augment: bit_crop` (vit.data.augment: the resize to the precrop square, a
+    random crop, a flip; its precrop for 128 / 384 / 480 is the `resize` returned here). MixUp alpha 0.1
+    from 20k examples."""
     if variant not in ("code", "paper"):
         raise ValueError(f"variant={variant!r}: expected code or paper")
     size = "small" if n_train < 20_000 else "medium" if n_train < 500_000 else "large"
@@ -113,4 +113,4 @@ def bit_hyperrule(n_train: int, image_hw: tuple[int, int], variant: str = "code"
     # grad_clip 0: BiT's fine-tuning code does not clip gradients (the ViT recipe clips at norm 1)
     return {"optimizer": "sgd", "lr": 0.003, "momentum": 0.9, "batch_size": 512, "weight_decay": 0.0, "grad_clip": 0.0,
             "steps": end, "warmup_steps": warmup, "schedule": "step", "decay_at": decay_at,
-            "mixup": 0.0 if n_train < 20_000 else 0.1, "img_size": crop, "resize": resize, "augment": "crop_flip"}
+            "mixup": 0.0 if n_train < 20_000 else 0.1, "img_size": crop, "resize": resize, "augment": "bit_crop"}

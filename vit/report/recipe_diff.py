@@ -20,6 +20,8 @@ PRETRAIN_KEYS = ("optimizer", "beta2", "batch_size", "lr", "warmup_steps", "sche
 FINETUNE_KEYS = ("optimizer", "momentum", "batch_size", "schedule", "weight_decay", "grad_clip", "resolutions",
                  "steps", "lr_grid", "dev_fraction")
 
+ORIGINAL_AUGMENT = "inception_crop"  # the paper's code (vit_jax input_pipeline.py): inception crop, then a flip
+
 
 def defaults() -> dict:
     """vit.train's Config defaults: what a run trains with for a setting its preset leaves out."""
@@ -193,7 +195,9 @@ def _pretrain_rows(plan: Plan, reference: dict, notes: list, unstated: list) -> 
     if clipped:
         unstated.append(f"pre-training gradient clipping at norm {fmt(sorted(set(clipped)))} on sets other than "
                         "ImageNet's (Table 3 states it for ImageNet only)")
-    unstated.append(f"pre-training augmentation `{plan.config['pretrain']['train'].get('augment', 'none')}`")
+    augment = plan.config['pretrain']['train'].get('augment', 'none')
+    if augment != ORIGINAL_AUGMENT:  # the original code's inception crop + flip is no departure
+        unstated.append(f"pre-training augmentation `{augment}` (the original code: inception crop + flip)")
 
     def where(got):  # "on <sets>" when it holds for every run on them, else the runs by model
         ups = dict.fromkeys(u for _, u in got)
@@ -267,9 +271,10 @@ def _finetune_rows(plan: Plan, reference: dict, notes: list, unstated: list) -> 
         augments.setdefault(ft.get("per_task", {}).get(t, {}).get("augment", ft["train"].get("augment", "none")),
                             []).append(label[t])
     used = "; ".join(f"`{a}`" + (f" on {', '.join(ts)}" if len(augments) > 1 else "") for a, ts in augments.items())
-    unstated += [f"fine-tuning warm-up {steps_text(ft['train'].get('warmup_steps', 0))} (the original code: "
-                 f"{steps_text(vj['warmup_steps'])})",
-                 f"fine-tuning augmentation {used} (the original code: {vj['train_aug'].split(' -> ')[0]})"]
+    unstated.append(f"fine-tuning warm-up {steps_text(ft['train'].get('warmup_steps', 0))} (the original code: "
+                    f"{steps_text(vj['warmup_steps'])})")
+    if set(augments) != {ORIGINAL_AUGMENT}:
+        unstated.append(f"fine-tuning augmentation {used} (the original code: {vj['train_aug'].split(' -> ')[0]})")
     return _merge(diffs, ft["tasks"], lambda got: " on " + ", ".join(label[t] for t in got))
 
 

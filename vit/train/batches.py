@@ -1,9 +1,12 @@
 """Each step's micro-batches for this process: the examples a single process would take for its
 slices, so that processes x accumulation steps give the full batch's update. Batches are a pure
-function of (seed, step), which is what lets a resumed run continue unchanged."""
+function of (seed, step), which is what lets a resumed run continue unchanged: a DataLoader over step
+numbers (the sharded store's path) gives the same batches in worker processes."""
 from __future__ import annotations
 
 import concurrent.futures
+import os
+import signal
 from dataclasses import dataclass, field
 
 from vit import data
@@ -19,16 +22,19 @@ def slices(micro: int, accum_steps: int, dist: Dist) -> list[slice]:
 
 @dataclass
 class Feed:
-    """The micro-batches of step after step. Images streamed from disk are read one step ahead in a
-    thread while the current step trains."""
-    x: object                      # the training images: a tensor, or data.Streamed
+    """The micro-batches of step after step. Images streamed from a memory-mapped array are read one step
+    ahead in a thread while the current step trains; a sharded store's are decoded and cropped in
+    DataLoader worker processes (`workers`, each a step at a time, up to two steps ahead each)."""
+    x: object                      # the training images: a tensor, data.Streamed or shards.ShardImages
     y: object
     cfg: Config
     num_classes: int
     parts: list
     total: int                     # steps in the run: nothing is read ahead past the last
+    workers: int = 0               # DataLoader processes for a sharded store (0 = cores - 1)
     _pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, init=False)
     _next: concurrent.futures.Future | None = field(default=None, init=False)
+    _loader: object = field(default=None, init=False)
 
     def __post_init__(self):
         if isinstance(self.x, data.Streamed):
@@ -41,11 +47,49 @@ class Feed:
 
     def get(self, step: int) -> list:
         """Step `step`'s micro-batches, (images, targets) pairs; steps are asked for in order."""
+        if hasattr(self.x, "originals"):
+            return self._from_workers(step)
         batches = self._next.result() if self._next is not None else self.read(step)
         if self._pool is not None and step + 1 < self.total:
             self._next = self._pool.submit(self.read, step + 1)
         return batches
 
+    def _from_workers(self, step: int) -> list:
+        import torch
+
+        if self._loader is None:  # started at the first step asked for: a resumed run's
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+            workers = self.workers or max(1, cores - 1)
+            loader = torch.utils.data.DataLoader(_Steps(self), batch_size=None, sampler=range(step, self.total),
+                                                 num_workers=workers, prefetch_factor=2, worker_init_fn=_worker_init,
+                                                 multiprocessing_context="fork")
+            self._loader, self._at = iter(loader), step
+        if step != self._at:
+            raise RuntimeError(f"steps are read in order: asked for {step}, the workers are at {self._at}")
+        self._at += 1
+        return next(self._loader)
+
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown()
+        self._loader = None  # the iterator's end shuts its workers down
+
+
+class _Steps:
+    """Step number -> that step's micro-batches: a map-style dataset, so each worker builds whole steps."""
+
+    def __init__(self, feed: Feed):
+        self.feed = feed
+
+    def __len__(self) -> int:
+        return self.feed.total
+
+    def __getitem__(self, step: int) -> list:
+        return self.feed.read(step)
+
+
+def _worker_init(_: int) -> None:
+    """Stop signals are the training process's to act on (it saves and exits; vit.stops): a worker killed
+    by SLURM's SIGTERM before the state is saved would fail the step being read. Workers end with it."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)

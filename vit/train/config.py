@@ -61,6 +61,7 @@ class Config:
                                     # where timing a step says so (vit.train.fastest)
     attention: str = "auto"         # auto | explicit | sdpa: the attention form; auto: sdpa on CUDA, timed on CPUs
     memory_gb: float = 8.0          # a split larger than this (resized, uint8) is streamed from disk per batch
+    loader_workers: int = 0         # DataLoader processes decoding a sharded store's images (0 = cores - 1)
     fewshot: list = field(default_factory=list)  # prepared datasets for a 5-shot linear probe at each eval (sec. 4.1)
     fewshot_test: int = 500         # test images per few-shot dataset (a subset keeps the probe cheap)
     tags: dict = field(default_factory=dict)  # copied into summary.json (upstream, task, ...)
@@ -71,8 +72,8 @@ class Config:
 # accum_steps too: accumulation gives the full batch's update (tests/test_distributed.py), so a run resumed
 # on other hardware with another split is the same run; and the step's form (precision, attention), which
 # differs in rounding only and is the fastest one for the hardware (vit.train.fastest).
-RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every", "memory_gb", "time_limit_s", "time_margin_s",
-                "accum_steps", "device_memory_gb", "precision", "attention")
+RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every", "memory_gb", "loader_workers", "time_limit_s",
+                "time_margin_s", "accum_steps", "device_memory_gb", "precision", "attention")
 
 
 def run_hash(cfg: Config) -> str:

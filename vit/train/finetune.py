@@ -84,7 +84,7 @@ def recipe_settings(cfg: Config, train_split: str, manifest: dict) -> dict:
     if cfg.recipe not in RECIPES:
         raise ConfigError(f"--recipe={cfg.recipe!r}: expected one of {', '.join(RECIPES)} (or none)")
     rule = recipes.bit_hyperrule(split_size(manifest, train_split), native_hw(manifest), variant=cfg.recipe_variant)
-    rule.pop("resize")  # informational: the pipeline pads for the crop instead (vit.plan.recipes)
+    rule.pop("resize")  # bit_crop takes the same precrop from img_size (vit.data.augment.BIT_PRECROP)
     return rule
 
 

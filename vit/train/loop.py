@@ -150,8 +150,9 @@ def _start(cfg: Config) -> Run:
 
 def _data(cfg: Config) -> TrainSet:
     xs, ys, manifest = data.load_split(cfg.data, cfg.train_split, soft=cfg.soft_targets)
-    # an inception crop zooms into the stored image: keep its full resolution (it is resized per batch)
-    keep = xs.shape[1] if cfg.augment.startswith("inception_crop") else cfg.img_size
+    # an inception or BiT crop zooms into the stored image: keep its full resolution (it is resized per batch);
+    # the sharded store keeps the originals anyway
+    keep = xs.shape[1] if cfg.augment in data.ZOOMS and not hasattr(xs, "originals") else cfg.img_size
     x = data.images(xs, keep, cfg.memory_gb)
     return TrainSet(x, torch.from_numpy(ys), manifest, optim.to_steps(cfg.epochs, cfg.steps, len(x), cfg.batch_size))
 
@@ -204,7 +205,7 @@ def _choose_form(job: Job, trainset: TrainSet, chooser: fastest.Chooser) -> None
 def _loop(job: Job, trainset: TrainSet, deadline: float | None, signals: Signals) -> None:
     run, progress, cfg = job.run, job.progress, job.run.cfg
     feed = batches.Feed(trainset.x, trainset.y, cfg, trainset.manifest["num_classes"],
-                        batches.slices(run.micro, cfg.accum_steps, run.dist), job.steps)
+                        batches.slices(run.micro, cfg.accum_steps, run.dist), job.steps, cfg.loader_workers)
     job.nets.optimised.train()
     convnet = models.is_convnet(job.nets.classifier)
     bar = tqdm(range(progress.start, job.steps), initial=progress.start, total=job.steps, mininterval=2.0,

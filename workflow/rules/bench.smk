@@ -37,3 +37,17 @@ rule bench_prepare:
         "results/logs/bench_prepare.log",
     shell:
         "python -m vit.data.bench --root=results/bench/jpegs --out={output} > {log} 2>&1"
+
+
+# The paper presets' input pipeline: images/s per core from the sharded store against torchvision's
+# ImageFolder, on 50,000 generated 500 x 375 JPEGs (vit.data.bench_input); vit.account.cost reads it.
+rule bench_input:
+    output:
+        "results/bench/input_pipeline.json",
+    conda:
+        ENV
+    log:
+        "results/logs/bench_input.log",
+    threads: workflow.cores  # alone on the machine, which the timing needs
+    shell:
+        "python -m vit.data.bench_input --root=results/bench/input --out={output} > {log} 2>&1"

@@ -1,0 +1,214 @@
+"""The sharded store of original images (vit.data.shards, `store: shards`): what prepare writes, resume,
+the same batches as the in-memory arrays, the windowed shuffle, BiT's crop, and a JPEG tree through
+prepare -> pre-train -> fine-tune -> evaluate, killed mid-epoch and resumed."""
+from __future__ import annotations
+
+import io
+import json
+import signal
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vit import data
+from vit.data import prepare, shards
+from vit.errors import DataError
+
+TINY = '{"arch":"vit","depth":2,"embed_dim":32,"num_heads":2,"patch_size":4}'
+
+
+def _tree(root: Path, n: dict, fmt: str = "jpg", side=None, seed: int = 0) -> Path:
+    """<root>/tree/<split>/class<c>/<i>.<fmt>: 3 classes, random sides 30-69 px (or `side`)."""
+    rng = np.random.default_rng(seed)
+    for split, count in n.items():
+        for i in range(count):
+            c = i % 3
+            folder = root / "tree" / split / f"class{c}"
+            folder.mkdir(parents=True, exist_ok=True)
+            h, w = (side, side) if side else rng.integers(30, 70, 2)
+            pixels = (rng.random((h, w, 3)) * 60 + c * 80).astype(np.uint8)
+            Image.fromarray(pixels).save(folder / f"{i}.{fmt}", **({"quality": 90} if fmt == "jpg" else {}))
+    return root
+
+
+def _prepare(root: Path, out: Path, **kw) -> dict:
+    cfg = prepare.Config(name=out.name, source="imagefolder", data_root=str(root), task="tree", out=str(out),
+                         group="upstream", **{"store": "shards", "shard_size": 16, "workers": 1, **kw})
+    return prepare.prepare(cfg)
+
+
+@pytest.fixture(scope="module")
+def jpegs(tmp_path_factory):
+    root = _tree(tmp_path_factory.mktemp("jpegs"), {"train": 96, "val": 24})
+    _prepare(root, root / "shards")
+    return root
+
+
+def test_prepare_writes_each_original_file_into_webdataset_shards(jpegs):
+    """Every image's bytes in the shards equal its file's (read back with the standard library's tarfile),
+    with its label and size; the manifest's checksums are the files'; wids' own dataset reads the split."""
+    out = jpegs / "shards"
+    m = data.read_manifest(out)
+    assert m["store"] == "shards" and m["splits"] == {"train": 96, "val": 24}
+    assert sorted(p.name for p in out.glob("train-*.tar")) == [shards.shard_name("train", k) for k in range(6)]
+    labels, sides = np.load(out / "train_labels.npy"), np.load(out / "train_sides.npy")
+    names = (out / "train_names.txt").read_text().split()
+    row = 0
+    for k in range(6):
+        with tarfile.open(out / shards.shard_name("train", k)) as tar:
+            members = tar.getmembers()
+            for jpg, cls, txt in zip(members[::3], members[1::3], members[2::3]):
+                assert jpg.name == f"{row:09d}.jpg" and txt.name == f"{row:09d}.txt"
+                name = tar.extractfile(txt).read().decode()
+                assert name == names[row]
+                source = next((jpegs / "tree" / "train").glob(f"*/{name}"))
+                assert tar.extractfile(jpg).read() == source.read_bytes()
+                assert int(tar.extractfile(cls).read()) == labels[row] == int(source.parent.name[-1])
+                assert tuple(sides[row]) == Image.open(source).size[::-1]
+                row += 1
+    assert row == 96
+    assert all(shards.sha256(out / f) == h for f, h in m["files"].items())
+    from wids import ShardListDataset
+
+    ds = ShardListDataset(json.loads((out / "train.shards.json").read_text())["shardlist"],
+                          localname=lambda url: str(out / url), transformations=[])
+    assert len(ds) == 96 and ds[17]["__key__"] == f"{17:09d}"
+
+
+def test_a_stopped_shard_preparation_resumes_to_the_same_bytes(jpegs, tmp_path):
+    """A stop signal after two shards: Resumable, the finished shards kept; the rerun writes the rest, and
+    the set equals an unbroken preparation's file for file."""
+    from vit.stops import Resumable
+
+    class StopAfter:  # `received` turns to SIGTERM after a few checks, as a signal arriving mid-split
+        def __init__(self, checks):
+            self.left = checks
+
+        @property
+        def received(self):
+            self.left -= 1
+            return signal.SIGTERM if self.left < 0 else 0
+
+    out = tmp_path / "stopped"
+    cfg = prepare.Config(name="shards", source="imagefolder", data_root=str(jpegs), task="tree", out=str(out),
+                         group="upstream", store="shards", shard_size=16, workers=1)
+    with pytest.raises(Resumable, match="shards to write"):
+        prepare.prepare(cfg, StopAfter(2))
+    assert len(list(Path(str(out) + ".partial").glob("train-*.tar"))) == 2
+    m = prepare.prepare(cfg)
+    assert m["files"] == data.read_manifest(jpegs / "shards")["files"]
+
+
+def test_the_same_images_give_the_same_batches_from_shards_and_from_arrays(tmp_path):
+    """Lossless PNGs at one size, prepared as arrays and as shards: in the store's order, the inception
+    crop, BiT's crop and evaluation's resize give identical tensors from both."""
+    root = _tree(tmp_path, {"train": 40}, fmt="png", side=40)
+    arrays = prepare.prepare(prepare.Config(name="a", source="imagefolder", data_root=str(root), task="tree",
+                                            out=str(tmp_path / "a"), group="upstream", size=40, workers=1))
+    _prepare(root, tmp_path / "s")
+    xa, ya, _ = data.load_split(tmp_path / "a", "train")
+    xs, ys, _ = data.load_split(tmp_path / "s", "train")
+    order = shards.store_order(arrays["splits"]["train"])
+    xa, ya = data.to_tensor(np.asarray(xa)[order], 40), torch.from_numpy(ya[order])
+    assert torch.equal(torch.from_numpy(ys), ya)
+    for augment, size in (("inception_crop", 24), ("bit_crop", 24), ("none", 40)):
+        a = data.train_batch(xa, ya, 5, 8, 1, augment, size=size)
+        b = data.train_batch(data.images(xs, size, 1.0), torch.from_numpy(ys), 5, 8, 1, augment, size=size)
+        assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), augment
+    assert torch.equal(data.to_tensor(xs, 24)[7], data.to_tensor(np.asarray(xa.permute(0, 2, 3, 1)), 24)[7])
+    with pytest.raises(ValueError, match="sharded store keeps the originals"):
+        data.train_batch(xs, torch.from_numpy(ys), 0, 8, 0, "crop_flip", size=24)
+
+
+def test_the_windowed_shuffle_is_a_pure_function_of_seed_and_epoch(tmp_path):
+    """More shards than a window: each epoch's order is a permutation, the same for the same (seed, epoch),
+    another for the next epoch, and every WINDOW shards' images come one window after another."""
+    root = _tree(tmp_path, {"train": 120}, side=8)
+    _prepare(root, tmp_path / "s", shard_size=3)
+    x, _, _ = data.load_split(tmp_path / "s", "train")
+    a, b, c = x.order(0, 0), data.load_split(tmp_path / "s", "train")[0].order(0, 0), x.order(0, 1)
+    assert sorted(a.tolist()) == list(range(120)) and torch.equal(a, b) and not torch.equal(a, c)
+    shard = x.parts[0][0].shard_of(x.row[a.numpy()])
+    ends = np.cumsum([min(shards.WINDOW, 40 - w * shards.WINDOW) * 3 for w in range(-(-40 // shards.WINDOW))])
+    windows = [set(shard[lo:hi]) for lo, hi in zip(np.r_[0, ends[:-1]], ends)]
+    assert [len(w) for w in windows] == [16, 16, 8] and len(set().union(*windows)) == 40
+
+
+def test_bit_crop_matches_resize_then_crop_then_flip():
+    """BiT's crop against its definition image by image (bit_pytorch: Resize((precrop, precrop)), RandomCrop,
+    RandomHorizontalFlip): the precrop square, the window at the drawn corner, the drawn flip."""
+    from torchvision.transforms.v2 import functional as TF
+
+    x, y = torch.randint(0, 256, (32, 3, 40, 40), dtype=torch.uint8), torch.arange(32)
+    xb, yb = data.train_batch(x, y, 2, 8, 0, "bit_crop", size=384 // 16)
+    pre = data.augment.bit_precrop(24)
+    assert data.augment.bit_precrop(384) == 448 and data.augment.bit_precrop(128) == 160 and pre == 28
+    idx = torch.randperm(32, generator=torch.Generator().manual_seed(0))[16:24]
+    corners = data.augment.bit_offsets(np.random.default_rng([0, 2]), 8, 24)
+    flip = torch.rand(8, generator=torch.Generator().manual_seed(2)) < 0.5
+    assert corners.min() >= 0 and corners.max() <= pre - 24
+    for i in range(8):
+        ref = TF.crop(TF.resize(x[idx[i]], [pre, pre], antialias=True), *corners[i].tolist(), 24, 24)
+        assert torch.equal(data.normalize(TF.horizontal_flip(ref) if flip[i] else ref), xb[i])
+    assert torch.equal(yb, y[idx])
+
+
+def test_a_damaged_shard_is_named(jpegs, tmp_path):
+    import shutil
+
+    out = tmp_path / "copy"
+    shutil.copytree(jpegs / "shards", out)
+    with open(out / "train-000002.tar", "r+b") as f:
+        f.truncate(1000)
+    with pytest.raises(DataError, match="train-000002.tar: missing or not the size"):
+        data.load_split(out, "train")
+
+
+def _cli(*args, timeout=240):
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=timeout)
+
+
+def _train(data_dir, out, *extra):
+    return ["-m", "vit.train", f"--data={data_dir}", f"--out={out}", f"--model_args={TINY}", "--img_size=32",
+            "--batch_size=16", "--augment=inception_crop", "--threads=1", "--loader_workers=2", "--seed=0",
+            "--precision=fp32", "--attention=explicit", "--log_every=1", *extra]
+
+
+@pytest.mark.slow
+def test_a_jpeg_tree_goes_from_prepare_to_evaluation_and_a_killed_run_resumes_exactly(jpegs, tmp_path):
+    """Pre-training from the shards (inception crop, 2 DataLoader workers), killed with SIGKILL mid-epoch
+    (6 steps an epoch) after its first saved state, then rerun: the weights equal an unbroken run's. Then
+    a fine-tune at 48 px from its checkpoint (position embeddings resampled) and an evaluation on val."""
+    import time
+
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    args = ("--steps=16", "--lr=0.003", "--ckpt_every=4")
+    assert _cli(*_train(jpegs / "shards", whole, *args)).returncode == 0
+    proc = subprocess.Popen([sys.executable, *_train(jpegs / "shards", killed, *args)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not list(killed.glob("state-*.pt")) and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL and not (killed / "summary.json").exists()
+    assert torch.load(next(killed.glob("state-*.pt")), weights_only=False)["step"] % 6  # mid-epoch
+    assert _cli(*_train(jpegs / "shards", killed, *args)).returncode == 0
+    wa, wb = (torch.load(d / "checkpoint.pt", weights_only=False)["model"] for d in (whole, killed))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+    tuned = tmp_path / "tuned"
+    ft = _cli(*_train(jpegs / "shards", tuned, "--steps=6", "--optimizer=sgd", "--lr=0.01", "--img_size=48",
+                      f"--init={whole / 'checkpoint.pt'}", "--train_split=train[:90%]", "--val_split=train[90%:]"))
+    assert ft.returncode == 0, ft.stderr[-2000:]
+    ev = _cli("-m", "vit.evaluate.classify", f"--checkpoint={tuned / 'checkpoint.pt'}", f"--data={jpegs / 'shards'}",
+              "--split=val", f"--out={tmp_path / 'eval.json'}")
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    result = json.loads((tmp_path / "eval.json").read_text())
+    assert result["n"] == 24 and 0 <= result["top1"] <= 100
