@@ -174,7 +174,7 @@ def test_input_bound_rule_is_named(tmp_path, shards_preset, capsys):
     assert [line for line in out.splitlines() if line.startswith("input-bound:")] == [
         f"input-bound: pretrain needs 7 cores per GPU at 32 px (the GPU takes {gpu:,.0f} img/s, a core decodes "
         f"and augments {core:,.0f} img/s; {bench}), the SLURM profile gives 3: the job runs at about 36% of "
-        f"the GPU's speed; raise cpus_per_gpu in workflow/profiles/slurm/config.yaml or pre-resize the shards"]
+        f"the GPU's speed; raise cpus_per_gpu in workflow/profiles/slurm/config.yaml where the nodes have the cores"]
     rows = {line.split("|")[1].strip(): line for line in out.splitlines() if line.startswith("| ")}
     assert "cores/GPU needed" in rows["rule"] and "cpus_per_gpu" in rows["rule"]
     assert [c.strip() for c in rows["pretrain"].split("|")[-3:-1]] == ["7", "3"]

@@ -4,6 +4,7 @@ from importlib import resources
 import pytest
 import yaml
 
+from conftest import REPO
 from vit.plan import recipes
 from vit.train import loop as train
 
@@ -114,6 +115,16 @@ def test_bit_hyperrule_schedule_resolution_and_mixup():
     # the step schedule: warm-up, then /10 at each decay point
     lrs = [optim.lr_at(s, 500, 0.003, 100, "step", small["decay_at"]) for s in (50, 150, 250, 350, 450)]
     assert lrs == pytest.approx([0.003 * 51 / 100, 0.003, 3e-4, 3e-5, 3e-6])
+    # BiT's own crop, whose precrop for the rule's crop is the rule's resize (vit.data.augment.bit_crop)
+    from vit.data.augment import bit_precrop
+
+    assert small["augment"] == medium["augment"] == "bit_crop"
+    assert bit_precrop(small["img_size"]) == small["resize"] and bit_precrop(medium["img_size"]) == medium["resize"]
+    # a task whose main grid is not augmented (labels a crop or flip would break) is not by the rule either
+    from vit.plan import load
+    from vit.plan.checks import read_config
+
+    assert load(read_config(REPO / "config.yaml")).hyperrule_args()["per_task"] == {"dsprites_location": {"augment": "none"}}
     # every key is a vit.train setting (resize is informational)
     from vit.train import loop as train
 

@@ -140,6 +140,33 @@ def test_the_windowed_shuffle_is_a_pure_function_of_seed_and_epoch(tmp_path):
     assert [len(w) for w in windows] == [16, 16, 8] and len(set().union(*windows)) == 40
 
 
+def test_dataloader_workers_give_the_batches_of_the_training_process(jpegs, monkeypatch):
+    """batches.Feed over a sharded store: 2 worker processes, started at a resumed step, give each step's
+    micro-batches as uint8 that normalise to exactly what train_batch gives in the process itself; the
+    default worker count shares the node's cores among its torchrun processes."""
+    from vit.train import batches
+    from vit.train.config import Config
+    from vit.train.distributed import Dist
+
+    x, y, _ = data.load_split(jpegs / "shards", "train")
+    cfg = Config(batch_size=16, img_size=24, augment="inception_crop", seed=3)
+    feed = batches.Feed(data.images(x, 24, 1.0), torch.from_numpy(y), cfg, 3,
+                        batches.slices(8, 2, Dist()), total=9, workers=2)
+    try:
+        for step in (4, 5, 6, 7):  # 6 steps an epoch: across the epoch boundary
+            got = feed.get(step)
+            want = feed.read(step)
+            assert [xb.dtype for xb, _ in got] == [torch.uint8] * 2
+            assert all(torch.equal(data.normalize(g[0]), w[0]) and torch.equal(g[1], w[1]) for g, w in zip(got, want))
+        with pytest.raises(RuntimeError, match="in order"):
+            feed.get(9)
+    finally:
+        feed.close()
+    monkeypatch.setattr(batches.os, "sched_getaffinity", lambda _: set(range(64)), raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    assert batches.default_workers() == 7
+
+
 def test_bit_crop_matches_resize_then_crop_then_flip():
     """BiT's crop against its definition image by image (bit_pytorch: Resize((precrop, precrop)), RandomCrop,
     RandomHorizontalFlip): the precrop square, the window at the drawn corner, the drawn flip."""

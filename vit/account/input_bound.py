@@ -112,5 +112,5 @@ def check(df, bench: dict, bench_path: str, plan, cpus: dict):
             lines.append(f"input-bound: {rule} needs {n} cores per GPU at {res} px (the GPU takes "
                          f"{worst.gpu:,.0f} img/s, a core decodes and augments {core:,.0f} img/s; {bench_path}), "
                          f"the SLURM profile gives {given}: the job runs at about {pct} of the GPU's "
-                         f"speed; raise cpus_per_gpu in {PROFILE} or pre-resize the shards")
+                         f"speed; raise cpus_per_gpu in {PROFILE} where the nodes have the cores")
     return pd.DataFrame(rows).set_index("rule"), lines

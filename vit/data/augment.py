@@ -14,7 +14,8 @@ ZOOMS = ("inception_crop", "inception_crop+randaugment", "bit_crop")  # read the
 
 
 def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part: slice = slice(None),
-                mixup: float = 0.0, num_classes: int = 0, size: int = 0, randaugment_skip: tuple = ()):
+                mixup: float = 0.0, num_classes: int = 0, size: int = 0, randaugment_skip: tuple = (),
+                as_uint8: bool = False):
     """Batch number `step` of an epoch-wise shuffle, or the `part` of it that one process or one
     accumulation micro-step trains on. A pure function of (seed, step): a resumed run, or the same run
     split across processes and micro-steps, sees exactly the examples and augmentations of a single
@@ -32,7 +33,8 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
     With `mixup` = alpha > 0 (BiT-HyperRule, Zhang et al. 2018), each image is blended with a partner
     from the same global batch, lam ~ Beta(alpha, alpha) once per step as in BiT's code, and the labels
     become the same blend of one-hot targets (num_classes wide), which F.cross_entropy takes as
-    probabilities."""
+    probabilities. `as_uint8` (without mixup): the images stay uint8, for the training process to
+    normalise on its device (`normalize`), a quarter of the bytes between DataLoader workers and it."""
     import torch
 
     if augment not in AUGMENTS:
@@ -74,7 +76,7 @@ def train_batch(x, y, step: int, batch_size: int, seed: int, augment: str, part:
             xb = _crop_flip(xb, oy[pos], ox[pos], flip[pos], pad)
         if augment.endswith("randaugment"):
             xb = _randaugment(xb, [seed * 1_000_003 + step * 65_537 + int(p) for p in pos], randaugment_skip)
-        return normalize(xb), y[rows]
+        return xb if as_uint8 and mixup <= 0 else normalize(xb), y[rows]
 
     pos = torch.arange(len(idx))[part]
     xb, yb = load(pos)

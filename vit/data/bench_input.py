@@ -100,7 +100,8 @@ class _Ours:
     def __getitem__(self, step):
         from vit import data
 
-        return data.train_batch(self.x, self.y, step, self.batch, 0, "inception_crop", size=self.res)
+        # as the training loop's DataLoader workers return them: uint8, normalised on the training device
+        return data.train_batch(self.x, self.y, step, self.batch, 0, "inception_crop", size=self.res, as_uint8=True)
 
 
 def _torchvision(tree: Path, res: int):

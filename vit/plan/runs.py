@@ -235,10 +235,15 @@ class Plan:
         hr = ft["hyperrule"]
         args = {"tasks": ft["tasks"], "seeds": self.config["seeds"], "recipe": "bit_hyperrule",
                 "recipe_variant": hr.get("variant", "code"), "recipe_override": hr.get("train", {}), **ft["train"]}
-        # a task's own splits still apply (Pets trains on trainval); its Table 4 schedule does not
-        splits = {t: {k: v for k, v in s.items() if k.endswith("_split")} for t, s in ft.get("per_task", {}).items()}
-        if any(splits.values()):
-            args["per_task"] = {t: s for t, s in splits.items() if s}
+        # a task's own splits still apply (Pets trains on trainval); its Table 4 schedule does not; a task the
+        # main grid does not augment keeps its images whole (BiT's rule: no crop or flip that breaks the labels)
+        per_task = ft.get("per_task", {})
+        kept = {t: {k: v for k, v in per_task.get(t, {}).items() if k.endswith("_split")} for t in ft["tasks"]}
+        for t in ft["tasks"]:
+            if per_task.get(t, {}).get("augment", ft["train"].get("augment", "none")) == "none":
+                kept[t]["augment"] = "none"
+        if any(kept.values()):
+            args["per_task"] = {t: s for t, s in kept.items() if s}
         if hr.get("resolutions"):
             args["resolutions"] = hr["resolutions"]
         return args

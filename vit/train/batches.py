@@ -40,13 +40,16 @@ class Feed:
         if isinstance(self.x, data.Streamed):
             self._pool = concurrent.futures.ThreadPoolExecutor(1)
 
-    def read(self, step: int) -> list:
+    def read(self, step: int, as_uint8: bool = False) -> list:
         return [data.train_batch(self.x, self.y, step, self.cfg.batch_size, self.cfg.seed, self.cfg.augment, part=p,
                                  mixup=self.cfg.mixup, num_classes=self.num_classes, size=self.cfg.img_size,
-                                 randaugment_skip=tuple(self.cfg.randaugment_skip)) for p in self.parts]
+                                 randaugment_skip=tuple(self.cfg.randaugment_skip), as_uint8=as_uint8)
+                for p in self.parts]
 
     def get(self, step: int) -> list:
-        """Step `step`'s micro-batches, (images, targets) pairs; steps are asked for in order."""
+        """Step `step`'s micro-batches, (images, targets) pairs; steps are asked for in order. Images from
+        DataLoader workers come as uint8 (without mixup) for the training process to normalise on its device,
+        as timm's PrefetchLoader does."""
         if hasattr(self.x, "originals"):
             return self._from_workers(step)
         batches = self._next.result() if self._next is not None else self.read(step)
@@ -58,11 +61,10 @@ class Feed:
         import torch
 
         if self._loader is None:  # started at the first step asked for: a resumed run's
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
-            workers = self.workers or max(1, cores - 1)
+            workers = self.workers or default_workers()
             loader = torch.utils.data.DataLoader(_Steps(self), batch_size=None, sampler=range(step, self.total),
                                                  num_workers=workers, prefetch_factor=2, worker_init_fn=_worker_init,
-                                                 multiprocessing_context="fork")
+                                                 multiprocessing_context="fork", pin_memory=torch.cuda.is_available())
             self._loader, self._at = iter(loader), step
         if step != self._at:
             raise RuntimeError(f"steps are read in order: asked for {step}, the workers are at {self._at}")
@@ -75,6 +77,13 @@ class Feed:
         self._loader = None  # the iterator's end shuts its workers down
 
 
+def default_workers() -> int:
+    """DataLoader workers per training process: this node's cores shared by its torchrun processes
+    (LOCAL_WORLD_SIZE), one core each left to the process itself."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, cores // int(os.environ.get("LOCAL_WORLD_SIZE", "1")) - 1)
+
+
 class _Steps:
     """Step number -> that step's micro-batches: a map-style dataset, so each worker builds whole steps."""
 
@@ -85,7 +94,7 @@ class _Steps:
         return self.feed.total
 
     def __getitem__(self, step: int) -> list:
-        return self.feed.read(step)
+        return self.feed.read(step, as_uint8=True)
 
 
 def _worker_init(_: int) -> None:

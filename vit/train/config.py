@@ -61,7 +61,8 @@ class Config:
                                     # where timing a step says so (vit.train.fastest)
     attention: str = "auto"         # auto | explicit | sdpa: the attention form; auto: sdpa on CUDA, timed on CPUs
     memory_gb: float = 8.0          # a split larger than this (resized, uint8) is streamed from disk per batch
-    loader_workers: int = 0         # DataLoader processes decoding a sharded store's images (0 = cores - 1)
+    loader_workers: int = 0         # DataLoader processes decoding a sharded store's images (0 = the node's cores /
+                                    # its torchrun processes, minus one)
     fewshot: list = field(default_factory=list)  # prepared datasets for a 5-shot linear probe at each eval (sec. 4.1)
     fewshot_test: int = 500         # test images per few-shot dataset (a subset keeps the probe cheap)
     tags: dict = field(default_factory=dict)  # copied into summary.json (upstream, task, ...)

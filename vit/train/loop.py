@@ -252,6 +252,8 @@ def _step(job: Job, feed: batches.Feed, step: int, lr: float, convnet: bool) -> 
     micro_batches = feed.get(step)
     for a, (xb, yb) in enumerate(micro_batches):
         xb, yb = xb.to(run.device, non_blocking=True), yb.to(run.device, non_blocking=True)
+        if xb.dtype == torch.uint8:  # from DataLoader workers: normalised here, on the device (batches.Feed)
+            xb = data.normalize(xb)
         if convnet:
             xb = xb.contiguous(memory_format=torch.channels_last)
         last = a == len(micro_batches) - 1
