@@ -81,6 +81,25 @@ def test_prepare_writes_each_original_file_into_webdataset_shards(jpegs):
     assert len(ds) == 96 and ds[17]["__key__"] == f"{17:09d}"
 
 
+def test_a_vtab1k_task_goes_into_shards_as_its_files(tmp_path):
+    """VTAB-1k's list-file format: each listed file's bytes and label, in the store's order."""
+    from vtab_fixtures import make_vtab_tree
+    from vit.plan.tasks import VTAB_TASKS
+
+    task = VTAB_TASKS[0]
+    make_vtab_tree(tmp_path, tasks=[task])
+    m = prepare.prepare(prepare.Config(name="v", source="vtab1k", task=task.folder, data_root=str(tmp_path),
+                                       out=str(tmp_path / "v"), group="natural", store="shards", workers=1))
+    assert m["splits"] == {"train800": 6, "val200": 3, "test": 4}
+    x, y, _ = data.load_split(tmp_path / "v", "test")
+    listed = [line.split() for line in (tmp_path / "vtab-1k" / task.folder / "test.txt").read_text().splitlines()]
+    order = shards.store_order(4)
+    for row in range(4):
+        raw, _ = x.parts[0][0].raw(row)
+        path, label = listed[order[row]]
+        assert raw == (tmp_path / "vtab-1k" / task.folder / path).read_bytes() and y[row] == int(label)
+
+
 def test_a_stopped_shard_preparation_resumes_to_the_same_bytes(jpegs, tmp_path):
     """A stop signal after two shards: Resumable, the finished shards kept; the rerun writes the rest, and
     the set equals an unbroken preparation's file for file."""
@@ -162,6 +181,15 @@ def test_dataloader_workers_give_the_batches_of_the_training_process(jpegs, monk
             feed.get(9)
     finally:
         feed.close()
+    # a torchrun rank reads its own slice of the same global batch (rank 1 of 2: the second 8 of 16)
+    rank1 = batches.Feed(data.images(x, 24, 1.0), torch.from_numpy(y), cfg, 3, batches.slices(8, 1, Dist(rank=1, world=2)),
+                         total=9, workers=1)
+    try:
+        (got,) = rank1.get(2)
+        whole = data.train_batch(x.at(24), torch.from_numpy(y), 2, 16, 3, "inception_crop", size=24)
+        assert torch.equal(data.normalize(got[0]), whole[0][8:]) and torch.equal(got[1], whole[1][8:])
+    finally:
+        rank1.close()
     monkeypatch.setattr(batches.os, "sched_getaffinity", lambda _: set(range(64)), raising=False)
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
     assert batches.default_workers() == 7
@@ -230,12 +258,19 @@ def test_a_jpeg_tree_goes_from_prepare_to_evaluation_and_a_killed_run_resumes_ex
     wa, wb = (torch.load(d / "checkpoint.pt", weights_only=False)["model"] for d in (whole, killed))
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
+    # the fine-tuning stage (vit.train.finetune, as the workflow calls it) on the same tree at 48 px
     tuned = tmp_path / "tuned"
-    ft = _cli(*_train(jpegs / "shards", tuned, "--steps=6", "--optimizer=sgd", "--lr=0.01", "--img_size=48",
-                      f"--init={whole / 'checkpoint.pt'}", "--train_split=train[:90%]", "--val_split=train[90%:]"))
+    ft = _cli("-m", "vit.train.finetune", "--model=vit", "--upstream=shards", f"--data_root={jpegs}", f"--out={tuned}",
+              '--tasks=["shards"]', "--resolutions=[48]", "--seeds=[0]", f"--init={whole / 'checkpoint.pt'}",
+              "--optimizer=sgd", "--lr=0.01", "--steps=6", "--batch_size=16", "--augment=inception_crop",
+              "--train_split=train", "--test_split=val", "--threads=1", "--loader_workers=2", "--ckpt_every=0")
     assert ft.returncode == 0, ft.stderr[-2000:]
-    ev = _cli("-m", "vit.evaluate.classify", f"--checkpoint={tuned / 'checkpoint.pt'}", f"--data={jpegs / 'shards'}",
+    (ckpt,) = tuned.rglob("checkpoint.pt")
+    (summary,) = tuned.rglob("summary.json")
+    assert json.loads(summary.read_text())["config"]["img_size"] == 48
+    ev = _cli("-m", "vit.evaluate.classify", f"--checkpoint={ckpt}", f"--data={jpegs / 'shards'}",
               "--split=val", f"--out={tmp_path / 'eval.json'}")
     assert ev.returncode == 0, ev.stderr[-2000:]
     result = json.loads((tmp_path / "eval.json").read_text())
     assert result["n"] == 24 and 0 <= result["top1"] <= 100
+    assert result["top1"] == json.loads(summary.read_text())["eval"]["val"]["top1"]  # the stage's own score
