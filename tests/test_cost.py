@@ -20,6 +20,22 @@ def load(name: str) -> plan.Plan:
     return plan.load(preset(name))
 
 
+_COUNTED: dict = {}  # FLOPs per image across this module's tests: paper-i21k's models take ~30 s to count
+
+
+@pytest.fixture(autouse=True)
+def counted_once(monkeypatch):
+    """Each (model, resolution, classes) counted once for the whole module, as cost counts it once per call."""
+    real = cost._flops_per_image
+
+    def memo(spec, res, classes, cache):
+        key = (json.dumps(spec, sort_keys=True, default=str), res, classes)
+        if key not in _COUNTED:
+            _COUNTED[key] = real(spec, res, classes, cache)
+        return _COUNTED[key]
+    monkeypatch.setattr(cost, "_flops_per_image", memo)
+
+
 @pytest.mark.slow
 def test_gpu_estimate_per_rule_and_total(capsys):
     """paper-i21k on H100s: device-hours = FLOPs / (peak x MFU); each job runs on its rule's 8 GPUs (the

@@ -3,7 +3,6 @@ the same batches as the in-memory arrays, the windowed shuffle, BiT's crop, and 
 prepare -> pre-train -> fine-tune -> evaluate, killed mid-epoch and resumed."""
 from __future__ import annotations
 
-import io
 import json
 import signal
 import subprocess
@@ -98,6 +97,24 @@ def test_a_vtab1k_task_goes_into_shards_as_its_files(tmp_path):
         raw, _ = x.parts[0][0].raw(row)
         path, label = listed[order[row]]
         assert raw == (tmp_path / "vtab-1k" / task.folder / path).read_bytes() and y[row] == int(label)
+
+
+def test_a_torchvision_set_goes_into_shards_as_lossless_pngs(tmp_path, monkeypatch):
+    """A torchvision set gives decoded images (CIFAR: arrays): stored as PNG, they decode to the very pixels
+    the arrays store hold, in the store's order."""
+    import tv_fixtures as F
+    from vit.data import tv_sources
+
+    monkeypatch.setattr(tv_sources, "VERIFY_MD5", False)  # the fixture's files cannot match torchvision's md5s
+    F.write_cifar10(tmp_path)
+    common = dict(source="torchvision", task="cifar10", data_root=str(tmp_path), group="natural", workers=1)
+    prepare.prepare(prepare.Config(name="a", out=str(tmp_path / "a"), size=32, **common))
+    prepare.prepare(prepare.Config(name="s", out=str(tmp_path / "s"), store="shards", **common))
+    xa, ya, _ = data.load_split(tmp_path / "a", "train")
+    xs, ys, m = data.load_split(tmp_path / "s", "train")
+    order = shards.store_order(len(ya))
+    assert m["image_size"] == [32, 32] and (ys == ya[order]).all()
+    assert torch.equal(data.to_tensor(xs, 32), data.to_tensor(np.asarray(xa)[order], 32))
 
 
 def test_a_stopped_shard_preparation_resumes_to_the_same_bytes(jpegs, tmp_path):
