@@ -91,3 +91,22 @@ def test_timeline_splits_the_runs_core_seconds(tmp_path):
 def test_timeline_without_benchmark_records_says_so(tmp_path):
     with pytest.raises(Exception, match="no Snakemake benchmark records"):
         timeline.timeline(timeline.Config(results=str(tmp_path), out=str(tmp_path / "t.md"), cores=2))
+
+
+@pytest.mark.slow
+def test_input_benchmark_times_the_shards_beside_torchvision(tmp_path):
+    """vit.data.bench_input on a small tree: both pipelines at one resolution with 1 core and with every core,
+    and the per-core figure vit.account.cost reads."""
+    from vit.data import bench_input
+
+    cfg = bench_input.Config(root=str(tmp_path), out=str(tmp_path / "input.json"), n=160, width=80, height=60,
+                             classes=4, resolutions=[32], sample=64, batch=16)
+    result = bench_input.bench(cfg)
+    cores = len(os.sched_getaffinity(0))
+    assert {(r["pipeline"], r["workers"]) for r in result["rows"]} == {
+        (p, w) for p in ("shards", "torchvision ImageFolder") for w in {0, cores}}
+    assert all(r["images_per_s"] > 0 for r in result["rows"])
+    assert result["per_core"] == {"32": next(r["images_per_s"] for r in result["rows"]
+                                            if r["pipeline"] == "shards" and r["workers"] == 0)}
+    assert read_json(tmp_path / "input.json", "")["per_core"] == result["per_core"]
+    assert len(list((tmp_path / "tree" / "train").rglob("*.jpg"))) == 160 and list((tmp_path / "shards").glob("*.tar"))

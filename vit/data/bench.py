@@ -48,19 +48,22 @@ def _write_jpegs(args):
         Image.fromarray(img).save(path, quality=90)
 
 
-def make_tree(cfg: Config) -> Path:
-    folder = Path(cfg.root) / "jpegs" / "train"
-    marker = folder.parent / f"complete-{cfg.n}-{cfg.side}"
+def write_tree(folder: Path, n: int, classes: int, tag: str, write, extra: tuple, step: int = 2000) -> Path:
+    """<folder>/class_<c>/*.jpg for images 0..n-1, written once by `write((folder, start, stop, *extra,
+    classes))` over a pool of every core; a marker naming n and `tag` (the image settings) skips it next time."""
+    marker = folder.parent / f"complete-{n}-{tag}"
     if marker.exists():
         return folder
-    for c in range(cfg.classes):
+    for c in range(classes):
         (folder / f"class_{c:03d}").mkdir(parents=True, exist_ok=True)
-    step = 2000
     with multiprocessing.get_context("fork").Pool() as pool:
-        pool.map(_write_jpegs, [(folder, s, min(cfg.n, s + step), cfg.side, cfg.classes)
-                                for s in range(0, cfg.n, step)])
+        pool.map(write, [(folder, s, min(n, s + step), *extra, classes) for s in range(0, n, step)])
     marker.touch()
     return folder
+
+
+def make_tree(cfg: Config) -> Path:
+    return write_tree(Path(cfg.root) / "jpegs" / "train", cfg.n, cfg.classes, str(cfg.side), _write_jpegs, (cfg.side,))
 
 
 def _one_run(cfg: Config, workers: int) -> dict:

@@ -12,7 +12,6 @@ to say how many cores per GPU a preset needs.
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vit import cli
+from vit.data.bench import write_tree
 from vit.logs import write_json
 
 
@@ -62,18 +62,8 @@ def _write_jpegs(args):
 
 
 def make_tree(cfg: Config) -> Path:
-    folder = Path(cfg.root) / "tree" / "train"
-    marker = folder.parent / f"complete-{cfg.n}-{cfg.width}x{cfg.height}"
-    if marker.exists():
-        return folder
-    for c in range(cfg.classes):
-        (folder / f"class_{c:03d}").mkdir(parents=True, exist_ok=True)
-    step = 500
-    with multiprocessing.get_context("fork").Pool() as pool:
-        list(pool.imap_unordered(_write_jpegs, [(folder, s, min(cfg.n, s + step), cfg.width, cfg.height, cfg.classes)
-                                                for s in range(0, cfg.n, step)]))
-    marker.touch()
-    return folder
+    return write_tree(Path(cfg.root) / "tree" / "train", cfg.n, cfg.classes, f"{cfg.width}x{cfg.height}", _write_jpegs,
+                      (cfg.width, cfg.height), step=500)
 
 
 def _shards(cfg: Config) -> tuple[Path, float]:
