@@ -240,6 +240,16 @@ def test_a_damaged_shard_is_named(jpegs, tmp_path):
         f.truncate(1000)
     with pytest.raises(DataError, match="train-000002.tar: missing or not the size"):
         data.load_split(out, "train")
+    # an image damaged in place (the shard's size unchanged): named by shard and key when it is read
+    shutil.copy(jpegs / "shards" / "train-000002.tar", out / "train-000002.tar")
+    with tarfile.open(out / "train-000000.tar") as tar:
+        first = tar.getmembers()[0]
+    with open(out / "train-000000.tar", "r+b") as f:
+        f.seek(first.offset_data)
+        f.write(b"\0" * 16)
+    x, _, _ = data.load_split(out, "train")
+    with pytest.raises(DataError, match=r"train-000000.tar:000000000.jpg: cannot decode image"):
+        x.originals(np.array([int(np.flatnonzero(x.row == 0)[0])]))
 
 
 def _cli(*args, timeout=240):

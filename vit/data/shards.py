@@ -190,10 +190,10 @@ def decode(data: bytes, where: str):
 
     try:
         with Image.open(io.BytesIO(data)) as im:
-            array = np.asarray(im.convert("RGB"))
+            array = np.array(im.convert("RGB"))  # a writable copy, which torch can own
     except (OSError, ValueError) as e:
         raise DataError(f"{where}: cannot decode image ({e}); prepare the set again") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1)
+    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 class ShardImages:
