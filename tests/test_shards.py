@@ -4,6 +4,7 @@ prepare -> pre-train -> fine-tune -> evaluate, killed mid-epoch and resumed."""
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -265,7 +266,8 @@ def _train(data_dir, out, *extra):
 @pytest.mark.slow
 def test_a_jpeg_tree_goes_from_prepare_to_evaluation_and_a_killed_run_resumes_exactly(jpegs, tmp_path):
     """Pre-training from the shards (inception crop, 2 DataLoader workers), killed with SIGKILL mid-epoch
-    (6 steps an epoch) after its first saved state, then rerun: the weights equal an unbroken run's. Then
+    (6 steps an epoch) after its first saved state, then rerun, and another stopped by SIGTERM to its process
+    group (workers included) and rerun: the weights equal an unbroken run's. Then
     a fine-tune at 48 px from its checkpoint (position embeddings resampled) and an evaluation on val."""
     import time
 
@@ -282,8 +284,17 @@ def test_a_jpeg_tree_goes_from_prepare_to_evaluation_and_a_killed_run_resumes_ex
     assert proc.returncode == -signal.SIGKILL and not (killed / "summary.json").exists()
     assert torch.load(next(killed.glob("state-*.pt")), weights_only=False)["step"] % 6  # mid-epoch
     assert _cli(*_train(jpegs / "shards", killed, *args)).returncode == 0
-    wa, wb = (torch.load(d / "checkpoint.pt", weights_only=False)["model"] for d in (whole, killed))
-    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    # SIGTERM to the whole process group, as SLURM sends it: the workers ignore it, the run saves and exits 75
+    stopped = tmp_path / "stopped"
+    proc = subprocess.Popen([sys.executable, *_train(jpegs / "shards", stopped, *args)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    while not list(stopped.glob("state-*.pt")) and proc.poll() is None and time.time() < deadline + 120:
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGTERM)
+    assert proc.wait(60) == 75, proc.stderr.read()[-2000:]
+    assert _cli(*_train(jpegs / "shards", stopped, *args)).returncode == 0
+    wa, wb, wc = (torch.load(d / "checkpoint.pt", weights_only=False)["model"] for d in (whole, killed, stopped))
+    assert all(torch.equal(wa[k], wb[k]) and torch.equal(wa[k], wc[k]) for k in wa)
 
     # the fine-tuning stage (vit.train.finetune, as the workflow calls it) on the same tree at 48 px
     tuned = tmp_path / "tuned"
