@@ -31,7 +31,7 @@ class Feed:
     num_classes: int
     parts: list
     total: int                     # steps in the run: nothing is read ahead past the last
-    workers: int = 0               # DataLoader processes for a sharded store (0 = cores - 1)
+    workers: int = 0               # DataLoader processes for a sharded store (0 = default_workers())
     _pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, init=False)
     _next: concurrent.futures.Future | None = field(default=None, init=False)
     _loader: object = field(default=None, init=False)
