@@ -167,7 +167,7 @@ def test_cores_per_gpu_matches_a_hand_count(tmp_path):
     the nearest measured resolution at or above the job's (32 px -> the 48 px row)."""
     p = plan.load(SHARDS_CONFIG)
     df = cost.estimate(p, "h100", 0.4, cost.PEAKS["h100"])
-    assert set(df.dataset) == {"shapes_l", "digits"}
+    assert set(df.task) == {"shapes_l", "digits"}
     gpu = _gpu_rate(df)  # about 2e8 images/s for this tiny ViT
     bench = {"per_core": {"16": 1e9, "48": gpu / 6.5, "64": 1.0}}
     need = input_bound.cores_per_gpu(df, bench, p)

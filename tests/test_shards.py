@@ -19,6 +19,7 @@ from PIL import Image
 from vit import data
 from vit.data import prepare, shards
 from vit.errors import DataError
+from vit.logs import sha256_file
 
 TINY = '{"arch":"vit","depth":2,"embed_dim":32,"num_heads":2,"patch_size":4}'
 
@@ -73,12 +74,17 @@ def test_prepare_writes_each_original_file_into_webdataset_shards(jpegs):
                 assert tuple(sides[row]) == Image.open(source).size[::-1]
                 row += 1
     assert row == 96
-    assert all(shards.sha256(out / f) == h for f, h in m["files"].items())
+    assert all(sha256_file(out / f) == h for f, h in m["files"].items())
     from wids import ShardListDataset
 
     ds = ShardListDataset(json.loads((out / "train.shards.json").read_text())["shardlist"],
                           localname=lambda url: str(out / url), transformations=[])
     assert len(ds) == 96 and ds[17]["__key__"] == f"{17:09d}"
+    from vit import cli
+
+    with pytest.raises(cli.ConfigError, match="generated in memory"):  # refused before anything is built
+        prepare.prepare(prepare.Config(name="d", source="digits", out=str(jpegs / "never"), store="shards"))
+    assert not (jpegs / "never.partial").exists()
 
 
 def test_a_vtab1k_task_goes_into_shards_as_its_files(tmp_path):

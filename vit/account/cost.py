@@ -90,7 +90,7 @@ def jobs(plan: Plan) -> list[dict]:
         s = loop.Config(**plan.pretrain_settings(model, up))
         d = pseudo.get(up) or datasets[up]
         steps = optim.to_steps(s.epochs, s.steps, d.get("train", 0), s.batch_size)
-        rows.append({"stage": "pretrain", "model": model, "upstream": up, "task": up, "dataset": up,
+        rows.append({"stage": "pretrain", "model": model, "upstream": up, "task": up,
                      "resolution": s.img_size, "runs": 1, "images": steps * s.batch_size, "spec": plan.model_spec(model),
                      "classes": d.get("classes", 1000)})
     if "finetune" not in plan.config:
@@ -110,7 +110,7 @@ def jobs(plan: Plan) -> list[dict]:
             runs = len(grid["seeds"]) + (len(task_grid["lr_grid"]) if len(task_grid["lr_grid"]) > 1 else 0)
             for res in [r for r in task_grid["resolutions"] if r != skip]:
                 rows.append({"stage": "finetune" if skip is None else "ablation", "model": model, "upstream": up,
-                             "task": task, "dataset": task, "resolution": res,
+                             "task": task, "resolution": res,
                              "runs": runs, "images": runs * s.steps * s.batch_size,
                              "spec": models.transfer_spec(plan.model_spec(model)),
                              "classes": datasets.get(task, {}).get("classes", 1000)})
@@ -143,7 +143,7 @@ def hyperrule_jobs(plan: Plan) -> list[dict]:
                                   f"size (train / val counts): {e}") from None
         for model, up in runs:
             for res in grid["resolutions"]:
-                rows.append({"stage": "hyperrule", "model": model, "upstream": up, "task": task, "dataset": task,
+                rows.append({"stage": "hyperrule", "model": model, "upstream": up, "task": task,
                              "resolution": res, "runs": len(shared.seeds), "images": len(shared.seeds) * s.steps * s.batch_size,
                              "spec": models.transfer_spec(plan.model_spec(model)),
                              "classes": d.get("classes", 1000)})
@@ -175,7 +175,7 @@ def vtab_jobs(plan: Plan, model: str = "") -> list[dict]:
                                                + [("vtab_final", longest, len(seeds))]):
         for t in tasks:
             rows.append({"stage": stage, "model": v["model"], "upstream": f"s{job}" if stage == "vtab_sweep" else "final",
-                         "task": t.folder, "dataset": f"vtab_{t.folder}", "resolution": res, "runs": runs,
+                         "task": t.folder, "resolution": res, "runs": runs,
                          "images": runs * group.steps * group.batch_size, "spec": spec, "classes": t.classes})
     return rows
 

@@ -67,7 +67,7 @@ def cores_per_gpu(df, bench: dict, plan):
 
     shards = sharded(plan)
     need = []
-    for ds, res, gpu in zip(df.dataset, df.resolution, gpu_rate(df)):
+    for ds, res, gpu in zip(df.task, df.resolution, gpu_rate(df)):
         reads = ds in shards and math.isfinite(gpu)  # a job of no images (0 device-hours) reads nothing
         need.append(math.ceil(gpu / per_core_at(bench["per_core"], int(res))) + 1 if reads else math.nan)
     return pd.Series(need, index=df.index, name="cores/GPU needed", dtype=float)

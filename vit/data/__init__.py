@@ -150,49 +150,41 @@ def load_split(data_dir: str | Path, split: str, soft: bool = False) -> tuple[np
     `soft`: the labels are <split>_soft.npy instead, (N, K) float32 target distributions (Noisy
     Student's soft pseudo-labels, vit.data.pseudo_label --labels=soft)."""
     manifest = read_manifest(data_dir)
-    if manifest.get("store") == "shards":
-        return _load_shards(data_dir, split, soft, manifest)
+    sharded = manifest.get("store") == "shards"  # vit.data.shards: the originals, decoded per batch
+    if sharded and soft:
+        raise DataError(f"{data_dir}: soft labels are written for arrays (Noisy Student's pools), not shards")
     xs, ys = [], []
     for part in split.split("+"):
         name, lo, hi = parse_part(part)
         if name not in manifest["splits"]:
             raise DataError(f"{Path(data_dir) / MANIFEST}: no split {name!r}; "
                             f"available: {', '.join(manifest['splits'])}")
-        files = split_files(name)
+        files = [f"{name}_labels.npy", f"{name}_sides.npy", f"{name}.shards.json"] if sharded else split_files(name)
         if soft:
             files = (files[0], f"{name}_soft.npy")
             if files[1] not in manifest.get("files", {}):
                 raise DataError(f"{Path(data_dir) / MANIFEST}: no soft labels for split {name!r} ({files[1]}); "
                                 f"soft_targets needs a set pseudo-labelled with --labels=soft (noisy_student.labels)")
         verify(data_dir, list(files), manifest)
-        x, y = np.load(Path(data_dir) / files[0], mmap_mode="r"), np.load(Path(data_dir) / files[1])
+        if sharded:
+            from vit.data.shards import ShardSplit
+
+            y = np.load(Path(data_dir) / files[0])
+            x = (ShardSplit(data_dir, name, manifest), np.arange(len(y)))
+        else:
+            x, y = np.load(Path(data_dir) / files[0], mmap_mode="r"), np.load(Path(data_dir) / files[1])
         if (lo, hi) != (0.0, 100.0):
             index = slice_index(len(y), lo, hi)
-            x, y = Rows(x, index), y[index]
+            x, y = (x[0], index) if sharded else Rows(x, index), y[index]
         xs.append(x)
         ys.append(y)
+    if sharded:
+        from vit.data.shards import ShardImages
+
+        return ShardImages(xs), np.concatenate(ys).astype(np.int64), manifest
     x = np.concatenate([np.asarray(a) for a in xs]) if len(xs) > 1 else xs[0]
     y = np.concatenate(ys) if len(ys) > 1 else ys[0]
     return x, y.astype(np.float32 if soft else np.int64), manifest
-
-
-def _load_shards(data_dir, split: str, soft: bool, manifest: dict):
-    """load_split for the sharded store: `vit.data.shards.ShardImages` over the parts' rows, and the labels."""
-    from vit.data.shards import ShardImages, ShardSplit
-
-    if soft:
-        raise DataError(f"{data_dir}: soft labels are written for arrays (Noisy Student's pools), not shards")
-    parts, ys = [], []
-    for part in split.split("+"):
-        name, lo, hi = parse_part(part)
-        if name not in manifest["splits"]:
-            raise DataError(f"{Path(data_dir) / MANIFEST}: no split {name!r}; available: {', '.join(manifest['splits'])}")
-        verify(data_dir, [f"{name}_labels.npy", f"{name}_sides.npy", f"{name}.shards.json"], manifest)
-        y = np.load(Path(data_dir) / f"{name}_labels.npy")
-        rows = slice_index(len(y), lo, hi) if (lo, hi) != (0.0, 100.0) else np.arange(len(y))
-        parts.append((ShardSplit(data_dir, name, manifest), rows))
-        ys.append(y[rows])
-    return ShardImages(parts), np.concatenate(ys).astype(np.int64), manifest
 
 
 # ----------------------------------------------------------------------------- torch side

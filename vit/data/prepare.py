@@ -282,6 +282,11 @@ def prepare(cfg: Config, signals: Signals | None = None) -> dict:
     checked between chunks and between splits."""
     if not cfg.out or not cfg.name:
         raise cli.ConfigError("--name and --out are required")
+    if cfg.store not in ("arrays", "shards"):
+        raise cli.ConfigError(f"--store={cfg.store!r}: expected arrays or shards")
+    if cfg.store == "shards" and cfg.source not in IMAGE_SOURCES:  # before anything is built or staged
+        raise cli.ConfigError(f"--store=shards: --source={cfg.source} is generated in memory; shards are for image "
+                              f"sources ({', '.join(IMAGE_SOURCES)}): use store: arrays")
     t0 = time.time()
     splits, class_names, info = build(cfg)
     out = Path(cfg.out)
@@ -293,11 +298,6 @@ def prepare(cfg: Config, signals: Signals | None = None) -> dict:
         shutil.rmtree(stage)  # an attempt with other settings: nothing of it can be reused
     stage.mkdir(parents=True, exist_ok=True)
     marker.write_text(chash)
-    if cfg.store not in ("arrays", "shards"):
-        raise cli.ConfigError(f"--store={cfg.store!r}: expected arrays or shards")
-    if cfg.store == "shards" and any(isinstance(v, tuple) for v in splits.values()):
-        raise cli.ConfigError(f"--store=shards: --source={cfg.source} is generated in memory; shards are for image "
-                              f"sources ({', '.join(IMAGE_SOURCES)}): use store: arrays")
     files, shard_bytes = {}, {}
     for split, source in splits.items():
         fx, fy = split_files(split)

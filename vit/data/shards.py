@@ -24,7 +24,6 @@ cache; a set of at most one window is shuffled exactly as the in-memory arrays a
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 import io
 import json
 import os
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from vit.errors import DataError
+from vit.logs import sha256_file
 
 WINDOW = 16          # shards shuffled together, and kept open per process
 SHARD_SIZE = 5000    # images per shard: ~0.5 GB of ImageNet JPEGs (webdataset suggests 0.1-1 GB)
@@ -126,14 +126,6 @@ def _samples(path: Path):
         reader.close()
 
 
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------- reading
 class ShardSplit:
     """One prepared split's shards, read by store index through wids' indexed tar reader; each process
@@ -165,7 +157,7 @@ class ShardSplit:
         return np.searchsorted(self.ends, rows, side="right")
 
     def raw(self, row: int) -> tuple[bytes, str]:
-        k = int(self.shard_of(np.asarray([row]))[0])
+        k = int(self.shard_of(row))
         reader = self._reader(k)
         sample = reader[row - (int(self.ends[k - 1]) if k else 0)]
         ext = next(e for e in sample if e not in (".cls", ".txt", "__key__"))
@@ -220,12 +212,19 @@ class ShardImages:
         return out
 
     def sides(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        hw = np.stack([self.parts[self.part[r]][0].sides[self.row[r]] for r in rows.tolist()]) if len(rows) else \
-            np.zeros((0, 2), np.int64)
+        """(heights, widths) of `rows`, from the sides recorded at preparation (no image is opened)."""
+        hw = np.empty((len(rows), 2), np.int64)
+        part, row = self.part[rows], self.row[rows]
+        for i, (split, _) in enumerate(self.parts):
+            hw[part == i] = split.sides[row[part == i]]
         return hw[:, 0], hw[:, 1]
 
+    def original(self, r: int):
+        """Row `r`'s image as uint8 (3, H, W), at its own size."""
+        return decode(*self.parts[self.part[r]][0].raw(int(self.row[r])))
+
     def originals(self, rows: np.ndarray) -> list:
-        return [decode(*self.parts[self.part[r]][0].raw(int(self.row[r]))) for r in rows.tolist()]
+        return [self.original(r) for r in rows.tolist()]
 
     def __getitem__(self, idx):
         import torch
@@ -234,7 +233,7 @@ class ShardImages:
 
         rows = np.arange(len(self))[idx] if isinstance(idx, slice) else np.asarray(idx).reshape(-1)
         with concurrent.futures.ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
-            images = list(pool.map(lambda r: _resize(self.originals(np.asarray([r]))[0][None], self.size)[0], rows))
+            images = list(pool.map(lambda r: _resize(self.original(r)[None], self.size)[0], rows.tolist()))
         return torch.stack(images) if images else torch.empty((0, 3, self.size, self.size), dtype=torch.uint8)
 
     def order(self, seed: int, epoch: int):
@@ -309,7 +308,7 @@ def write_split(seq, stage: Path, split: str, name: str, shard_size: int, worker
     write_descriptor(stage, split, name, [len(m[0]) for m in metas])
     files = {shard_name(split, k): m[3] for k, m in enumerate(metas)}
     for f in (f"{split}_labels.npy", f"{split}_sides.npy", f"{split}_names.txt", f"{split}.shards.json"):
-        files[f] = sha256(stage / f)
+        files[f] = sha256_file(stage / f)
     return files, {shard_name(split, k): m[4] for k, m in enumerate(metas)}
 
 
@@ -322,4 +321,4 @@ def _one_shard(k: int):
     if not path.exists():
         write_shard(seq, order[k * size:(k + 1) * size], k * size, path)
     labels, sides, names = read_back(path)
-    return k, (labels, sides, names, sha256(path), path.stat().st_size)
+    return k, (labels, sides, names, sha256_file(path), path.stat().st_size)
