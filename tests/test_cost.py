@@ -20,7 +20,7 @@ def load(name: str) -> plan.Plan:
     return plan.load(preset(name))
 
 
-_COUNTED: dict = {}  # FLOPs per image across this module's tests: paper-i21k's models take ~30 s to count
+_COUNTED: dict = {}  # FLOPs per image across this module's tests: paper-i21k's models take ~15 s to count
 
 
 @pytest.fixture(autouse=True)

@@ -36,3 +36,23 @@ def test_account_arithmetic():
          "train_time_s": 1800.0, "img_per_s": 100.0, "env": {"device": "cpu"}, "peak_rss_mb": 1}
     row = account.run_row(s, "pretrain")
     assert row["train_flops"] == 1.5e8 and row["core_hours"] == 1.0 and row["achieved_gflops"] == pytest.approx(0.3)
+
+
+@pytest.mark.parametrize("spec", [
+    {"arch": "vit", "patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2},
+    {"arch": "bit", "layers": [1, 1, 1, 1], "channels": [32, 64, 128, 256], "groups": 8},
+    {"arch": "efficientnet", "variant": "tinynet_e"},
+], ids=["vit", "bit", "efficientnet"])
+def test_cost_interpolates_other_class_counts_exactly(spec):
+    """vit.account.cost counts a (model, resolution) at two class counts and draws the rest from the line
+    through them: the result must equal a direct count, to the FLOP."""
+    from vit.account import cost
+
+    cache: dict = {}
+    for classes in (10, 1000):
+        cost._flops_per_image(spec, 32, classes, cache)
+    drawn = cost._flops_per_image(spec, 32, 37, cache)
+    with torch.device("meta"):
+        model = models.create(spec, 37, 32)
+    direct = flops.count(model, 32, device="meta", batch=2)["train_flops_per_img"]
+    assert drawn == direct and cost._flops_per_image(spec, 32, 1000, cache) != drawn
