@@ -68,12 +68,12 @@ class Config:
 
 
 def _flops_per_image(spec: dict, res: int, classes: int, cache: dict) -> float:
-    """Training FLOPs per image, counted once per (model, resolution, classes) in `cache`.
+    """Training FLOPs per image of (model, resolution, classes), memoised in `cache`.
 
     Only the head sees the class count, so FLOPs are affine in it: after two counts of a (model,
     resolution), any other class count lies on the line through them. That halves the counting for a
     preset that fine-tunes on tasks of many class counts (~1 s per count; paper-transfer took 51 s), and
-    it is exact: the counts are integers (tested against a direct count)."""
+    it is exact, as FLOP counts are whole numbers (tests/test_flops.py compares it with direct counts)."""
     known = cache.setdefault((repr(sorted(spec.items())), res), {})
     if classes not in known:
         if len(known) >= 2:
