@@ -81,20 +81,23 @@ def _file(seq, i: int):
     return None, None
 
 
-def write_shard(seq, rows: np.ndarray, first: int, path: Path) -> None:
+def write_shard(seq, rows: np.ndarray, first: int, path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The images `rows` of `seq` as one tar, keys first, first+1, ...: written to a temporary name and
     renamed, so a shard that exists is whole. Headers carry no time or owner: the same images give the
-    same bytes (and checksum) on any machine."""
+    same bytes (and checksum) on any machine. Returns what `read_back` would read from it."""
     tmp = path.with_name(path.name + ".tmp")
+    labels, sides, names = [], [], []
     with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
         for j, row in enumerate(rows.tolist()):
-            data, ext, label, name, _ = encoded(seq, row)
+            data, ext, label, name, hw = encoded(seq, row)
+            labels.append(label), sides.append(hw), names.append(name)
             key = f"{first + j:09d}"
             for suffix, payload in ((ext, data), ("cls", str(label).encode()), ("txt", name.encode())):
                 info = tarfile.TarInfo(f"{key}.{suffix}")
                 info.size, info.mode, info.mtime = len(payload), 0o444, 0
                 tar.addfile(info, io.BytesIO(payload))
     tmp.replace(path)
+    return np.array(labels, np.int64), np.array(sides, np.int32).reshape(-1, 2), names
 
 
 def read_back(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -318,7 +321,7 @@ _JOB: dict = {}  # the split being written; set before the worker pool forks
 def _one_shard(k: int):
     seq, stage, split, order, size = (_JOB[key] for key in ("seq", "stage", "split", "order", "size"))
     path = stage / shard_name(split, k)
-    if not path.exists():
+    # an earlier attempt's shard (whole, as write_shard renames) is read back, not written again
+    labels, sides, names = read_back(path) if path.exists() else \
         write_shard(seq, order[k * size:(k + 1) * size], k * size, path)
-    labels, sides, names = read_back(path)
     return k, (labels, sides, names, sha256_file(path), path.stat().st_size)
