@@ -4,24 +4,34 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 
 TINY_VIT = {"arch": "vit", "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
-# The step's form fixed: two separate runs compared for bit-identity must not time their way to different
-# (equally valid) forms (vit.train.fastest)
-EXACT = {"precision": "fp32", "attention": "explicit"}
 
 
-@pytest.fixture(autouse=True)
-def first_step_form(request, monkeypatch):
-    """Tests compare runs bit for bit, and timing could pick different (equally valid) step forms for two
-    runs of a comparison: in-process runs take the first candidate, fp32 (tests/test_fastest.py and the
-    tests marked timed_forms time them)."""
-    if request.node.get_closest_marker("timed_forms") is None:
-        from vit.train import fastest
+def _session_form():
+    """The form this session's ViT tests train in: VIT_STEP_FORM's where it is set (`VIT_STEP_FORM=fp32/explicit
+    make test` is a CPU without bf16 units), else this machine's rule (vit.train.forms)."""
+    from vit import models
+    from vit.train import forms
 
-        monkeypatch.setattr(fastest, "_time", lambda module, loss, x_shape, num_classes, dev, cands: (cands[0], {}))
+    return forms.choose(models.create(TINY_VIT, 2, 16), torch.device("cpu"))
+
+
+FORM = _session_form()
+# Tests that compare runs pass the form explicitly, to in-process runs and to every subprocess (torchrun,
+# the stages): a comparison never mixes forms, and each form is tested where the suite runs under it
+EXACT = {"precision": FORM.precision, "attention": FORM.attention}
+FORM_ARGS = [f"--precision={FORM.precision}", f"--attention={FORM.attention}"]
+# bf16 rounds to 3 significant digits: runs whose micro-batches differ in shape (accumulation, torchrun
+# ranks) agree to float rounding in fp32, to bf16 rounding under bf16 autocast
+ATOL, RTOL = (1e-6, 1e-5) if FORM.precision == "fp32" else (2e-3, 2e-2)
+
+
+def pytest_report_header(config):
+    return f"step form of the ViT tests: {FORM} (vit.train.forms; set VIT_STEP_FORM to force another)"
 
 
 @pytest.fixture(scope="session")

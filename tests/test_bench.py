@@ -5,12 +5,14 @@ import json
 import os
 
 import pytest
+import torch
 
-from conftest import TINY_VIT
+from conftest import FORM, TINY_VIT
+from vit import models
 from vit.account import bench
 from vit.logs import read_json
 from vit.report import timeline
-from vit.train import loop
+from vit.train import forms, loop
 
 TINY_BIT = {"arch": "bit", "layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64], "groups": 4}
 
@@ -29,16 +31,17 @@ def test_a_run_records_where_its_time_went(digits_dir, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.timed_forms
 def test_bench_times_vit_train_beside_a_plain_timm_loop(digits_dir, tmp_path):
     # keep_best (the default's pre-training setting) needs validation, which the bench turns off: it must go too
     cases = {"vit": {"data": str(digits_dir), "settings": settings("vit", TINY_VIT, keep_best=True)},
              "bit": {"data": str(digits_dir), "settings": settings("bit", TINY_BIT)},
              "mpp": {"data": str(digits_dir), "settings": settings("mpp", TINY_VIT, objective="mpp", val_split="")}}
     out = tmp_path / "bench.json"
-    bench.bench(bench.Config(out=str(out), cases=cases, seconds=0.2, repeats=2))
+    bench.bench(bench.Config(out=str(out), cases=cases, seconds=0.2, repeats=2, forms=["fp32/sdpa"]))
     result = read_json(out)
-    rows = {r["case"]: r for r in result["cases"]}
+    forced = [r for r in result["cases"] if r["forced"]]  # the ViT also in a form no CPU's rule takes
+    assert [(r["case"], r["form"]) for r in forced] == [("vit", "fp32/sdpa")]
+    rows = {r["case"]: r for r in result["cases"] if not r["forced"]}
     assert set(rows) == {"vit", "bit"} and "mpp" in result["not_compared"]
     assert rows["bit"]["convnet"] and not rows["vit"]["convnet"]
     for r in rows.values():
@@ -48,7 +51,9 @@ def test_bench_times_vit_train_beside_a_plain_timm_loop(digits_dir, tmp_path):
         assert 0 < r["ours_mfu"] < 1 and 0 < r["plain_mfu"] < 1 and r["train_flops_per_img"] > 0
     table = out.with_suffix(".md").read_text()
     assert "| vit | 16 | 16 |" in table and "Not compared: mpp" in table
-    assert rows["vit"]["form"] in {"fp32/explicit", "fp32/sdpa", "bf16/explicit", "bf16/sdpa"}
+    bit_form = forms.choose(models.create(TINY_BIT, 10, 16), torch.device("cpu"))  # fp32/conv unless forced
+    assert rows["vit"]["form"] == str(FORM) and rows["bit"]["form"] == str(bit_form)  # vit.train.forms' rule
+    assert "| vit | 16 | 16 | " in table and "fp32/sdpa (forced)" in table
 
 
 def write_job(root, rule: str, name: str, end: float, wall: float, cpu: float) -> None:

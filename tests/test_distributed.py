@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY_VIT
+from conftest import ATOL, FORM_ARGS, RTOL, TINY_VIT
 from vit import cli
 from vit.train import loop as train
 
@@ -17,7 +17,7 @@ from vit.train import loop as train
 # gradient is zero (the attention key bias: softmax ignores a shift) into full-size steps.
 ARGS = ["--steps=3", "--batch_size=16", "--lr=0.1", "--optimizer=sgd", "--augment=crop_flip", "--img_size=32", "--threads=1",
         "--log_every=1", "--ckpt_every=0", "--val_split=val", "--model=vit", f"--model_args={cli.literal(TINY_VIT)}",
-        "--precision=fp32", "--attention=explicit"]  # the same form for every split compared (vit.train.fastest)
+        *FORM_ARGS]  # the same form for every split compared (vit.train.forms)
 
 
 def _weights(run_dir):
@@ -25,9 +25,10 @@ def _weights(run_dir):
 
 
 def _close(a, b):
-    return all(torch.allclose(a[k], b[k], atol=1e-6, rtol=1e-5) for k in a)
+    return all(torch.allclose(a[k], b[k], atol=ATOL, rtol=RTOL) for k in a)
 
 
+@pytest.mark.form_dependent
 def test_gradient_accumulation_matches_the_full_batch(digits_dir, tmp_path):
     full = train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'full'}"]))
     acc = train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'acc'}",
@@ -66,6 +67,7 @@ def test_accumulation_follows_a_memory_budget(digits_dir, tmp_path):
                                                     "--device_memory_gb=0.000001"]))
 
 
+@pytest.mark.form_dependent
 @pytest.mark.slow
 def test_torchrun_two_processes_match_one(digits_dir, tmp_path):
     train.train(cli.parse(train.Config, ARGS + [f"--data={digits_dir}", f"--out={tmp_path / 'one'}"]))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_VIT
+from conftest import FORM_ARGS, TINY_VIT
 from vit import cli
 from vit.train import loop as train
 
@@ -25,7 +25,7 @@ from vit.train import loop as train
 # that runs compare bit for bit
 RUN = ["--steps=400", "--batch_size=16", "--lr=0.05", "--optimizer=adam", "--augment=crop_flip", "--img_size=16",
        "--threads=1", "--log_every=1", "--val_split=val", "--test_split=test", "--eval_every=100", "--model=vit",
-       f"--model_args={cli.literal(TINY_VIT)}", "--precision=fp32", "--attention=explicit"]
+       f"--model_args={cli.literal(TINY_VIT)}", *FORM_ARGS]
 NOT_REPRODUCIBLE = {"time", "img_per_s"}  # wall-clock records in metrics.jsonl
 
 
@@ -103,6 +103,7 @@ def test_signals_save_the_state_and_the_reruns_end_as_an_unbroken_run(digits_dir
     assert not list(out.glob("state-*.pt"))
 
 
+@pytest.mark.form_dependent
 @pytest.mark.slow
 def test_sigterm_under_torchrun_stops_every_rank_at_one_step_and_resumes(digits_dir, tmp_path):
     """Rank 0 decides every stop for all processes (a broadcast; the time limit takes the same path,
@@ -289,6 +290,7 @@ def test_a_damaged_staged_file_of_a_stopped_preparation_is_named(tmp_path):
     assert prepare.prepare(cfg)["splits"]["train"] == 8
 
 
+@pytest.mark.form_dependent
 @pytest.mark.slow
 def test_a_signal_stops_a_fine_tuning_grid_and_the_rerun_finishes_it(digits_dir, tmp_path):
     """A fine-tuning grid (one process, many runs) signalled before its first step: the run in progress
@@ -301,7 +303,7 @@ def test_a_signal_stops_a_fine_tuning_grid_and_the_rerun_finishes_it(digits_dir,
                 data_root=str(digits_dir.parent))
     settings = cli.parse(train.Config, ["--steps=4", "--batch_size=16", "--optimizer=sgd", "--lr=0.1", "--threads=1",
                                         "--train_split=train", "--test_split=test", "--save_checkpoint=false",
-                                        "--ckpt_every=0", "--precision=fp32", "--attention=explicit"])
+                                        "--ckpt_every=0", *FORM_ARGS])
     out = tmp_path / "signalled"
     with pytest.raises(train.Resumable, match="stopped before step 1/4, on SIGTERM"):
         finetune.finetune(finetune.Config(out=str(out), **grid), settings,

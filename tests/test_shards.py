@@ -16,6 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import FORM_ARGS
 from vit import data
 from vit.data import prepare, shards
 from vit.errors import DataError
@@ -266,7 +267,7 @@ def _cli(*args, timeout=240):
 def _train(data_dir, out, *extra):
     return ["-m", "vit.train", f"--data={data_dir}", f"--out={out}", f"--model_args={TINY}", "--img_size=32",
             "--batch_size=16", "--augment=inception_crop", "--threads=1", "--loader_workers=2", "--seed=0",
-            "--precision=fp32", "--attention=explicit", "--log_every=1", *extra]
+            *FORM_ARGS, "--log_every=1", *extra]
 
 
 @pytest.mark.slow

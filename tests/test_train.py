@@ -5,13 +5,13 @@ import math
 import pytest
 import torch
 
-from conftest import EXACT, TINY_VIT
+from conftest import EXACT, FORM, TINY_VIT
 from vit import cli
 from vit.train import finetune, optim, loop as train
 
 
 def _pretrain_cfg(digits_dir, out, **kw):
-    """A tiny run; its step form fixed, as the tests compare runs bit for bit (tests/test_fastest.py: auto)."""
+    """A tiny run; its step form fixed, as the tests compare runs bit for bit (tests/test_forms.py: auto)."""
     return train.Config(data=str(digits_dir), out=str(out), model="vit", model_args=TINY_VIT, img_size=32,
                         steps=4, batch_size=16, val_split="val", eval_every=2, log_every=1, threads=1,
                         tags={"model": "vit", "upstream": "digits"}, **{**EXACT, **kw})
@@ -43,6 +43,7 @@ def test_pretrain_then_finetune_at_higher_resolution(digits_dir, tmp_path):
     assert (tmp_path / "ft" / "digits" / "r48_s0" / "summary.json").stat().st_mtime_ns == mtime
 
 
+@pytest.mark.form_dependent
 def test_interrupted_run_resumes_to_the_same_result(digits_dir, tmp_path, monkeypatch):
     full = train.train(_pretrain_cfg(digits_dir, tmp_path / "full", ckpt_every=2, augment="crop_flip"))
     real_lr_at = optim.lr_at
@@ -85,6 +86,7 @@ def test_deadline_counts_from_the_process_start_and_asks_slurm_once(monkeypatch)
     assert clock.at(0.0) == clock.at(0.0) and len(asked) == 1  # one squeue call per process
 
 
+@pytest.mark.form_dependent
 def test_time_limit_stops_at_a_saved_state_and_retries_chain_to_the_unbroken_result(digits_dir, tmp_path):
     """A budget already spent: each attempt trains one step, saves its state and exits with EXIT_RESUME
     (what Snakemake's `retries` restart); the chain of attempts ends with the unbroken run's weights and
@@ -204,14 +206,15 @@ def test_masked_patch_prediction_pretrains_and_fine_tunes(digits_dir, tmp_path):
     assert ft["init"]["head_reset"] and 0 <= ft["eval"]["val"]["top1"] <= 100 and s["images_seen"] == 96
 
 
+@pytest.mark.form_dependent
 def test_choosing_the_step_form_leaves_the_random_stream_alone(digits_dir, tmp_path):
-    """With dropout, a run that measured the machine's bf16 speed before its first step (precision=auto; the
-    timing itself is the first candidate here, conftest) draws the same dropout masks as one told its form."""
+    """With dropout, a run that chose its form (precision=auto: the machine's rule, or VIT_STEP_FORM) draws the
+    same dropout masks as one told that form."""
     spec = dict(TINY_VIT, drop_rate=0.3, proj_drop_rate=0.3)
     auto = train.train(dataclasses.replace(_pretrain_cfg(digits_dir, tmp_path / "auto", precision="auto", attention="auto"),
                                            model_args=spec))
     told = train.train(dataclasses.replace(_pretrain_cfg(digits_dir, tmp_path / "told"), model_args=spec))
-    assert (auto["precision"], auto["attention"]) == ("fp32", "explicit") and auto["eval"] == told["eval"]
+    assert auto["form"] == str(FORM) == told["form"] and auto["eval"] == told["eval"]
     a, b = (torch.load(tmp_path / d / "checkpoint.pt", weights_only=False)["model"] for d in ("auto", "told"))
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -265,6 +268,7 @@ def test_keep_best_keeps_the_best_validations_weights(digits_dir, tmp_path, monk
     assert all(set(h) == {"step", "split", "loss", "top1"} for h in s["history"] if h["split"] == "val")
 
 
+@pytest.mark.form_dependent
 def test_keep_best_survives_a_resume_bit_for_bit(digits_dir, tmp_path, monkeypatch):
     """Best at step 2, a state saved at step 4, killed in step 5: the resumed run ends with the unbroken
     run's checkpoint (the step-2 weights, from the state) and summary."""

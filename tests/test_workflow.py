@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import FORM, REPO
 
 from vit.logs import sha256_file
 
@@ -91,9 +91,13 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert row.checkpoint_sha256 == sha256_file(tmp_path / "results/pretrain/vit/shapes_l/checkpoint.pt")
     assert set(summary[summary.upstream == "scratch"].checkpoint_sha256) == {"none (from scratch)"}
     assert (summary.groupby("task").dataset_hash.nunique() == 1).all() and summary.dataset_hash.nunique() == 3
-    assert "torchvision " in row.packages and row.precision == "fp32" and row.preprocessing.startswith("augment ")
+    assert "torchvision " in row.packages and row.preprocessing.startswith("augment ")
+    # each run's form is this machine's rule (or the suite's VIT_STEP_FORM) for its family, recorded with the machine
+    assert row.form == str(FORM) and row.pretrain_form == str(FORM) and row.machine == row.pretrain_machine != ""
+    assert row.precision == ("fp32" if FORM.precision == "fp32" else "bf16 autocast, fp32 weights")
     assert row.dataset_version.startswith(cfg["datasets"][row.task]["source"])
     report = (tmp_path / "reports" / "report.md").read_text()
+    assert "| fine-tuning form |" in report and "## Provenance" in report
     table2 = (tmp_path / "reports" / "table2.md").read_text()
     assert "| ViT-L/16 " in table2 and "| JFT-300M " in table2 and "87.76 ± 0.03" in table2 and "(paper)" in table2
     assert "## VTAB-style aggregate" in report and "figures/size_ladder.png" in report

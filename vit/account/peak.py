@@ -4,7 +4,7 @@
 
 Vendors' peaks are not what a machine delivers (turbo, memory, thermal limits), so MFU is taken against
 the best rate measured here, in the precision the training runs use: fp32 on CPU, and bf16 where the CPU
-has fast bf16 units (vit.train.fastest trains in bf16 there), at every thread count from 1 to --threads,
+has bf16 units (vit.train.forms trains ViTs in bf16 there), at every thread count from 1 to --threads,
 because a job's MFU must be taken against the peak of the threads it had; bf16 (autocast's matmul
 precision in vit.train) and fp32 on each visible GPU. The workflow runs this once per results folder, alone (it asks for all cores).
 """
@@ -19,7 +19,7 @@ import torch
 
 from vit import cli
 from vit.logs import environment, write_json
-from vit.train import fastest
+from vit.train import forms
 
 # a square matmul and two ViT-shaped ones (tokens*batch x D x 4D); the best of them is the peak
 SHAPES = [(2048, 2048, 2048), (8320, 128, 512), (8320, 512, 128)]
@@ -64,8 +64,8 @@ def measure(cfg: Config) -> dict:
         raise cli.ConfigError("--out is required (e.g. results/compute/peak.json)")
     threads = cfg.threads or os.cpu_count() or 1
     result = {"cpu_fp32_gflops": {}, "gpu": [], "env": environment()}
-    # bf16 too where the CPU multiplies it fast (AMX): vit.train then trains in bf16 autocast (vit.train.fastest)
-    fast_bf16 = fastest.bf16_speedup(torch.device("cpu")) >= fastest.FAST_BF16
+    # bf16 too where the CPU has bf16 units: vit.train then trains ViTs in bf16 autocast (vit.train.forms)
+    fast_bf16 = forms.bf16_units()
     if fast_bf16:
         result["cpu_bf16_gflops"] = {}
     for t in range(1, threads + 1):

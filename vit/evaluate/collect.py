@@ -68,7 +68,8 @@ def _digest(obj) -> str:
 def provenance(s: dict) -> dict:
     """What produced a run's number, from its record (vit.train's summary): the prepared dataset's content
     hash (over its manifest's file hashes), the hash of the splits it trained and was scored on, the
-    initial checkpoint's sha256, package versions, precision, preprocessing and the code's git commit."""
+    initial checkpoint's sha256, package versions, the step's form and the machine's kind, preprocessing and
+    the code's git commit."""
     c, files, env = s["config"], s["dataset_files"], s["env"]
     names = {parse_part(p)[0] for p in c["train_split"].split("+")} | {c["test_split"]}
     used = {f: files.get(f) for n in sorted(names) for f in split_files(n)}
@@ -80,9 +81,27 @@ def provenance(s: dict) -> dict:
         "checkpoint_sha256": s["init"].get("init_sha256", "") if c.get("init") else "none (from scratch)",
         "packages": ", ".join(f"{k} {env[k]}" for k in PACKAGES if k in env),
         "precision": s.get("precision") or ("fp32" if env.get("device", "cpu") == "cpu" else "bf16 autocast"),
+        "form": form_of(s), "machine": machine_of(env),
         "preprocessing": f"{prep}; resized to {c['img_size']} px (bilinear, antialiased); pixels in [-1, 1]",
         "git_commit": env.get("git_commit", "unknown"),
     }
+
+
+def form_of(s: dict) -> str:
+    """A run's step form, precision/attention (vit.train.forms), from its summary (released weights: none)."""
+    if s.get("form"):
+        return s["form"]
+    if "precision" not in s:
+        return "not trained here"
+    precision = "bf16" if str(s.get("precision", "fp32")).startswith("bf16") else "fp32"
+    return f"{precision}/{s.get('attention') or 'conv'}"
+
+
+def machine_of(env: dict) -> str:
+    """The kind of machine a run trained on: its GPU, or its CPU model and vector units. Numbers from
+    machines of different kinds differ by more than rounding once training amplifies it (docs/forms.md)."""
+    device = env.get("device", "cpu")
+    return device if device != "cpu" else env.get("cpu_model") or env.get("processor") or "unknown CPU"
 
 
 def vtab_aggregate(runs: pd.DataFrame) -> pd.DataFrame:

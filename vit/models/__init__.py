@@ -91,7 +91,7 @@ def to_device(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """Move a model and pick layouts there: on CPU the plain matmul-softmax-matmul attention, which beat SDPA
     for these short sequences on the AMD VMs (docs/cpu_performance.md: 8-20 %), on CUDA the fused kernel;
     convnets run channels_last (+5-10 % on CPU, and the tensor-core layout on GPU). A training run then
-    times the attention forms and keeps the faster (vit.train.fastest)."""
+    sets the attention form of its step form (vit.train.forms)."""
     model.to(device)
     for m in model.modules():
         if hasattr(m, "fused_attn"):

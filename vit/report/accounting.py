@@ -11,6 +11,7 @@ from vit.account import paper_compute
 from vit.logs import config_hash
 from vit.report.costs import cost_table, estimate_vs_measured, flop_check, jobs_table, peak_text
 from vit.report.departures import departures
+from vit.report import forms
 from vit.report.figures import number
 from vit.report.results import Results
 from vit.report.tables import pretrain_runs_table
@@ -91,16 +92,13 @@ def provenance(r: Results) -> list[str]:
             "- machine of the training runs: " + ", ".join(f"{k} `{env.get(k)}`" for k in machine)
             + (f"; measured matmul peak {max(peak['cpu_fp32_gflops'].values()):.0f} GFLOP/s fp32"
                if peak.get("cpu_fp32_gflops") else ""),
-            "- precision of the training steps (vit.train.fastest times the forms per shape and keeps the "
-            "fastest): " + _precisions(r.compute),
+            "- step forms (vit.train.forms: a fixed rule per device kind, or VIT_STEP_FORM) and machines of the "
+            "fine-tuned runs and their checkpoints:", "", _forms(r), "",
             "- every number above comes from `results/` of this run (`results/summary.parquet`, "
             "`results/compute/compute.parquet`, `results/compute/jobs.parquet`, `results/inspect/`); paper "
             "numbers come from `vit/reference.yaml` and are labelled as the paper's.", ""]
 
 
-def _precisions(compute) -> str:
-    """How many runs of each model trained in each precision, e.g. `vit` bf16 (114 runs)."""
-    if "precision" not in compute:
-        return "not recorded"
-    counts = compute.groupby(["model", "precision"]).size()
-    return ", ".join(f"`{m}` {p} ({n} runs)" for (m, p), n in counts.items())
+def _forms(r: Results) -> str:
+    table = forms.form_table(r.summary, r.plan)
+    return table.to_markdown(index=False) if len(table) else "  not recorded (runs made before the form was)"

@@ -6,7 +6,7 @@ from types import MappingProxyType
 
 import pandas as pd
 
-from vit.report import scorecard
+from vit.report import forms, scorecard
 from vit.report.figures import number
 from vit.report.recipe_diff import train_examples
 from vit.report.results import Results, scores
@@ -79,7 +79,13 @@ def scorecard_section(r: Results) -> list[str]:
         "states how each claim applies it.) " + scale, "",
         cards.assign(claim="(" + cards.key + ") " + cards.claim).rename(columns={
             "paper": "paper's evidence", "evidence": "this run", "verdict": "verdict at this scale"})[
-            ["claim", "paper's evidence", "this run", "verdict at this scale"]].to_markdown(index=False), ""]
+            ["claim", "paper's evidence", "this run", "verdict at this scale"]].to_markdown(index=False), ""
+    ] + _form_warnings(r)
+
+
+def _form_warnings(r: Results) -> list[str]:
+    lines = forms.warnings(r.summary, r.plan, scorecard.family)
+    return ["**Step forms and machines** ([Provenance](#provenance) lists them):", "", *lines, ""] if lines else []
 
 
 def table2_section(r: Results) -> list[str]:

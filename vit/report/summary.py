@@ -16,12 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from vit import cli, plan
+from vit.evaluate.collect import form_of, machine_of
 from vit.logs import read_json, read_parquet, redo, write_parquet
 from vit.plan import Plan
 
 PRETRAIN_COLUMNS = ("model", "upstream", "pretrain_images_seen", "pretrain_steps", "pretrain_flops", "pretrain_time_s",
                     "pretrain_threads", "upstream_val_top1", "upstream_val_loss", "pretrain_train_loss", "kept",
-                    "params_backbone", "fwd_flops_per_img", "env")
+                    "params_backbone", "fwd_flops_per_img", "pretrain_form", "pretrain_machine", "env")
 CURVE_COLUMNS = ("model", "upstream", "split", "images_seen", "loss")
 
 
@@ -59,6 +60,7 @@ def pretrain_table(paths: list[str], p: Plan) -> tuple[pd.DataFrame, pd.DataFram
                      "upstream_val_top1": val.get("top1"), "upstream_val_loss": val.get("loss"),
                      "pretrain_train_loss": s.get("final_train_loss"), "kept": s.get("kept", "last"),
                      "params_backbone": s["params_backbone"], "fwd_flops_per_img": s["fwd_flops_per_img"],
+                     "pretrain_form": form_of(s), "pretrain_machine": machine_of(s["env"]),
                      "env": json.dumps(s["env"], sort_keys=True)})
         # the history holds the train loss (EMA) every log step and the val split's result every evaluation
         curves += [{**base, "split": "train" if h["split"] == "train" else "val",
@@ -71,7 +73,7 @@ def pretrain_table(paths: list[str], p: Plan) -> tuple[pd.DataFrame, pd.DataFram
 def summary_table(runs: pd.DataFrame, pretrain: pd.DataFrame, p: Plan) -> pd.DataFrame:
     s = label(runs.copy(), p)
     keep = ["model", "upstream", "pretrain_images_seen", "pretrain_flops", "pretrain_time_s",
-            "pretrain_threads", "upstream_val_top1", "params_backbone"]
+            "pretrain_threads", "upstream_val_top1", "params_backbone", "pretrain_form", "pretrain_machine"]
     s = s.merge(pretrain[keep], on=["model", "upstream"], how="left")
     s[["pretrain_images_seen", "pretrain_flops", "pretrain_time_s"]] = s[
         ["pretrain_images_seen", "pretrain_flops", "pretrain_time_s"]].fillna(0)

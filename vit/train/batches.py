@@ -22,9 +22,12 @@ def slices(micro: int, accum_steps: int, dist: Dist) -> list[slice]:
 
 @dataclass
 class Feed:
-    """The micro-batches of step after step. Images streamed from a memory-mapped array are read one step
-    ahead in a thread while the current step trains; a sharded store's are decoded and cropped in
-    DataLoader worker processes (`workers`, each a step at a time, up to two steps ahead each)."""
+    """The micro-batches of step after step. From arrays (in memory or memory-mapped), the next step's are
+    read and augmented in a thread while the current step trains (torch's kernels release the GIL): on a
+    2-core machine the default ViT's step is ~7 % shorter (docs/cpu_performance.md). Not with RandAugment,
+    whose torchvision ops draw from torch's global generator, which the step's dropout draws from too. A
+    sharded store's images are decoded and cropped in DataLoader worker processes (`workers`, each a step
+    at a time, up to two steps ahead each)."""
     x: object                      # the training images: a tensor, data.Streamed or shards.ShardImages
     y: object
     cfg: Config
@@ -37,7 +40,7 @@ class Feed:
     _loader: object = field(default=None, init=False)
 
     def __post_init__(self):
-        if isinstance(self.x, data.Streamed):
+        if not hasattr(self.x, "originals") and not self.cfg.augment.endswith("randaugment"):
             self._pool = concurrent.futures.ThreadPoolExecutor(1)
 
     def read(self, step: int, as_uint8: bool = False) -> list:

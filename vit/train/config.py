@@ -57,9 +57,9 @@ class Config:
     save_checkpoint: bool = True    # write the final weights (pre-training: yes; grid fine-tunes: optional)
     eval_batch_size: int = 500
     threads: int = 0                # torch CPU threads (0 = leave torch's default); Snakemake passes {threads}
-    precision: str = "auto"         # auto | fp32 | bf16 (autocast, fp32 weights); auto: bf16 on CUDA, and on CPUs
-                                    # where timing a step says so (vit.train.fastest)
-    attention: str = "auto"         # auto | explicit | sdpa: the attention form; auto: sdpa on CUDA, timed on CPUs
+    precision: str = "auto"         # auto | fp32 | bf16 (autocast, fp32 weights); auto: the device's rule (bf16 on
+                                    # CUDA and for ViTs on CPUs with bf16 units; vit.train.forms)
+    attention: str = "auto"         # auto | explicit | sdpa: the attention form; auto: sdpa on CUDA, explicit on CPUs
     memory_gb: float = 8.0          # a split larger than this (resized, uint8) is streamed from disk per batch
     loader_workers: int = 0         # DataLoader processes decoding a sharded store's images (0 = the node's cores /
                                     # its torchrun processes, minus one)
@@ -72,7 +72,7 @@ class Config:
 # resumed or re-launched run with other threads or logging still finds its state and finished results.
 # accum_steps too: accumulation gives the full batch's update (tests/test_distributed.py), so a run resumed
 # on other hardware with another split is the same run; and the step's form (precision, attention), which
-# differs in rounding only and is the fastest one for the hardware (vit.train.fastest).
+# differs in rounding only and follows the hardware (vit.train.forms); each run records the form it took.
 RUNTIME_KEYS = ("threads", "log_every", "eval_batch_size", "ckpt_every", "memory_gb", "loader_workers", "time_limit_s",
                 "time_margin_s", "accum_steps", "device_memory_gb", "precision", "attention")
 

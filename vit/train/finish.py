@@ -11,7 +11,7 @@ import torch
 
 from vit import models
 from vit.logs import environment, save_torch, write_json
-from vit.train import distributed, fastest, scoring
+from vit.train import distributed, forms, scoring
 
 
 def records(job, trainset, init_info: dict, cost: dict) -> dict:
@@ -34,7 +34,7 @@ def _final_scores(job) -> tuple[dict, dict]:
     """The scores at the end, and with keep_best the choice of weights ({} without): val on the last
     weights; then test and the few-shot probes on the weights kept."""
     run, cfg, results = job.run, job.run.cfg, {}
-    with fastest.autocast(run.device, job.form):  # scored in the precision it trained in
+    with forms.autocast(run.device, job.form):  # scored in the precision it trained in
         if cfg.val_split:
             _score(job, cfg.val_split, results)
         choice = _keep(job, results) if cfg.keep_best else {}
@@ -89,6 +89,6 @@ def _summary(job, trainset, init_info: dict, cost: dict, results: dict, final_ev
         "processes": run.dist.world, "accum_steps": cfg.accum_steps, "micro_batch": run.micro,
         "checkpoint_time_s": p.ckpt_time, "checkpoints_saved": p.ckpt_saves,
         "precision": "bf16 autocast, fp32 weights" if job.form.precision == "bf16" else "fp32",
-        "attention": job.form.attention, "form_times_s": job.form_times,
+        "attention": job.form.attention, "form": str(job.form),
         "env": environment(), **cfg.tags,
     }

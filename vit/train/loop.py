@@ -37,7 +37,7 @@ from vit import cli, data, models
 from vit.errors import ConfigError
 from vit.logs import MetricWriter, write_json
 from vit.models import flops
-from vit.train import batches, distributed, fastest, finish, guard, nets, optim, scoring, state
+from vit.train import batches, distributed, finish, forms, guard, nets, optim, scoring, state
 from vit.train.config import RUNTIME_KEYS, Config, run_hash
 from vit.train.deadline import Deadline, parse_slurm_time, slurm_time_left
 from vit.train.distributed import Dist
@@ -52,13 +52,12 @@ __all__ = ("Config", "RUNTIME_KEYS", "run_hash", "Stop", "Resumable", "Diverged"
 @dataclass
 class Process:
     """What one Python process carries across the runs it trains (vit.train.finetune trains a grid in
-    one): its wall-clock budget, the stop signals received, the hashes of the checkpoints read so far and
-    the step forms chosen. The stage's entry point makes one first thing, since the budget counts from the
-    process's start, and installs its signal handlers."""
+    one): its wall-clock budget, the stop signals received and the hashes of the checkpoints read so far.
+    The stage's entry point makes one first thing, since the budget counts from the process's start, and
+    installs its signal handlers."""
     deadline: Deadline = field(default_factory=Deadline)
     signals: Signals = field(default_factory=Signals)
     file_hashes: dict = field(default_factory=dict)
-    forms: fastest.Chooser = field(default_factory=fastest.Chooser)  # the fastest step form per shape
 
 
 @dataclass
@@ -105,8 +104,7 @@ class Job:
     log: MetricWriter | None  # metrics.jsonl, rank 0 only
     probe_sets: dict          # few-shot datasets, rank 0 only
     steps: int
-    form: fastest.Form = fastest.Form("fp32", "")  # precision and attention form of the steps
-    form_times: dict = field(default_factory=dict)  # each candidate form's timed step (vit.train.fastest)
+    form: forms.Form = forms.Form("fp32", "")  # precision and attention form of the steps (vit.train.forms)
     setup_time: float = 0.0   # this process's seconds before the first step: data, model, FLOPs, resume, form
     last_loss: float | None = None  # the last finite training loss, for a divergence's message
 
@@ -121,7 +119,7 @@ def train(cfg: Config, process: Process | None = None) -> dict:
     trainset = _data(run.cfg)
     model, init_info, cost = _model(run, trainset.manifest, process.file_hashes)
     job = _resume(run, model, trainset)
-    _choose_form(job, trainset, process.forms)
+    _choose_form(job)
     job.setup_time = time.perf_counter() - t0
     _loop(job, trainset, process.deadline.at(job.run.cfg.time_limit_s), process.signals)
     if not run.dist.main:  # the other processes are done once the weights are; rank 0 evaluates and writes
@@ -180,26 +178,20 @@ def _resume(run: Run, model: torch.nn.Module, trainset: TrainSet) -> Job:
     return Job(run, roles, opt, progress, log, probe_sets, trainset.steps)
 
 
-def _choose_form(job: Job, trainset: TrainSet, chooser: fastest.Chooser) -> None:
-    """The step's precision and attention form: the resumed run's, or the fastest here (rank 0's on every rank)."""
+def _choose_form(job: Job) -> None:
+    """The step's precision and attention form: the resumed run's, or this device's (vit.train.forms;
+    rank 0's on every rank)."""
     run, cfg = job.run, job.run.cfg
     if job.progress.form is not None:
-        job.form = fastest.Form(**job.progress.form)
+        job.form = forms.Form(**job.progress.form)
     else:
-        form, times = fastest.Form("fp32", ""), {}
-        if run.dist.main:
-            form, times = chooser.choose(
-                job.nets.optimised, lambda m, x, y: _loss(cfg, m, x, y), (run.micro, 3, cfg.img_size, cfg.img_size),
-                trainset.manifest["num_classes"], run.device, cfg.precision, cfg.attention,
-                key={"model": cfg.model_args, "objective": cfg.objective, "threads": torch.get_num_threads()})
+        form = forms.choose(job.nets.optimised, run.device, cfg.precision, cfg.attention)
         job.form = distributed.rank0_value(run.dist, form)
-        job.form_times = times
         job.progress.form = dataclasses.asdict(job.form)
     for module in {id(m): m for m in (job.nets.optimised, job.nets.scored)}.values():
-        fastest.apply(module, job.form)
-    if run.dist.main and job.form_times:
-        print(f"step form: {job.form} (timed: " + ", ".join(f"{k} {v * 1e3:.0f} ms" for k, v in job.form_times.items())
-              + ")", flush=True)
+        forms.apply(module, job.form)
+    if run.dist.main:
+        print(f"step form: {job.form}", flush=True)
 
 
 def _loop(job: Job, trainset: TrainSet, deadline: float | None, signals: Signals) -> None:
@@ -258,7 +250,7 @@ def _step(job: Job, feed: batches.Feed, step: int, lr: float, convnet: bool) -> 
             xb = xb.contiguous(memory_format=torch.channels_last)
         last = a == len(micro_batches) - 1
         with contextlib.nullcontext() if last or run.dist.world == 1 else job.nets.forward.no_sync():  # all-reduce once
-            with fastest.autocast(run.device, job.form):
+            with forms.autocast(run.device, job.form):
                 part = _loss(cfg, job.nets.forward, xb, yb) / cfg.accum_steps
             part.backward()
         loss += part.item()  # synchronises on CUDA
@@ -315,7 +307,7 @@ def _after_step(job: Job, done: int, lr: float, loss: float, bar) -> None:
 
 def _validate(job: Job, done: int) -> None:
     run, scored, t0 = job.run, job.nets.scored, time.perf_counter()
-    with fastest.autocast(run.device, job.form):  # scored in the precision it trains in
+    with forms.autocast(run.device, job.form):  # scored in the precision it trains in
         result = scoring.split(scored, run.cfg, run.cfg.val_split, run.device)
         probes = scoring.probes(scored, job.probe_sets, run.cfg, run.device) if job.probe_sets else None
     job.log.write(step=done, split=run.cfg.val_split, **result)

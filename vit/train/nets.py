@@ -14,7 +14,7 @@ from vit import models
 from vit.errors import ConfigError
 from vit.logs import sha256_file
 from vit.models import mpp
-from vit.train import distributed, fastest, memory
+from vit.train import distributed, forms, memory
 from vit.train.config import Config
 from vit.train.distributed import Dist
 
@@ -90,8 +90,8 @@ def accum_for_budget(cfg: Config, optimised: torch.nn.Module, dev: torch.device,
     cuda_rng = torch.cuda.get_rng_state_all() if dev.type == "cuda" else None
     probe = copy.deepcopy(optimised)
     forward = (lambda m, x: m(x, mpp=True)[0]) if cfg.objective == "mpp" else None
-    # the step's precision on a GPU, bf16 (vit.train.fastest); on a CPU fp32, the larger of the forms there
-    with fastest.autocast(dev, fastest.Form("bf16" if dev.type == "cuda" else "fp32", "")):
+    # the step's precision on a GPU, bf16 (vit.train.forms); on a CPU fp32, the larger of the forms there
+    with forms.autocast(dev, forms.Form("bf16" if dev.type == "cuda" else "fp32", "")):
         per_image = memory.saved_bytes_per_image(probe, cfg.img_size, dev, forward)
     del probe
     torch.set_rng_state(rng)

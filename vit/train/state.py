@@ -52,7 +52,7 @@ class Progress:
     loop_time: float = 0.0         # wall seconds of the same iterations with what follows each step (logging,
                                    # validation, state saves): the loop's real throughput, which `make bench` times
     eval_time: float = 0.0         # seconds of validation and few-shot probes during training
-    form: dict | None = None       # the step's form (vit.train.fastest), kept so that a resumed run keeps it
+    form: dict | None = None       # the step's form (vit.train.forms), kept so that a resumed run keeps it
     best: Best | None = None       # keep_best: the best periodic validation so far
     slowest: float = 0.0           # the slowest step so far: the time limit keeps room for two more
     ckpt_time: float = 0.0         # the cost of resumability, reported in summary.json
