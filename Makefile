@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint run smoke bench report
+.PHONY: setup test test-fast lint run smoke bench report gpu-check
 
 setup: $(STAMP)
 
@@ -34,6 +34,13 @@ smoke: setup
 
 bench: setup
 	$(BIN)/snakemake --cores all bench
+
+# On a GPU node, a few minutes: a bf16 ViT-B/16 step against a plain timm loop (MFU), JPEG shards feeding the GPU,
+# a 384 px fine-tune from the released .npz layout, torchrun over NCCL, configs/paper-cifar.yaml's first steps;
+# writes docs/benchmarks/gpu.json (vit.account.gpu_check). PY=python3 uses a node's own torch instead of .venv.
+PY ?= $(BIN)/python
+gpu-check: $(if $(filter $(BIN)/python,$(PY)),setup)
+	$(PY) -m vit.account.gpu_check --out=docs/benchmarks/gpu.json
 
 report: setup
 	$(BIN)/snakemake --report reports/report.html

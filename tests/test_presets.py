@@ -207,3 +207,35 @@ def test_cost_estimate_follows_the_plan():
     l16 = df[(df.model == "vit_l16") & (df.stage == "pretrain")].iloc[0]
     # ViT-L/16 at 224 px: vit/reference.yaml (model_flops) gives 123.1 forward GFLOPs; training = forward + backward = 3x
     assert l16.train_gflops_per_img == pytest.approx(3 * 123.1, rel=0.01)
+
+
+@pytest.mark.slow
+def test_the_one_gpu_cifar_preset_plans_table4_and_its_cost(tmp_path, capsys):
+    """configs/paper-cifar.yaml (vision_transformer #84, #152): the released ViT-B/16 (ImageNet-21k) on
+    CIFAR-10/100 at 384 px with Table 4's recipe, planned on one GPU as its header says, every recipe value
+    against vit/reference.yaml; and its cost before launch."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "Snakefile"), "-n", "--cores", "16",
+           "--resources", "gpu=1", "--set-resources", "finetune:gpu=1", "-d", str(tmp_path),
+           "--configfile", str(REPO / "configs/paper-cifar.yaml")]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [shell] = [ln.split("Shell command: ", 1)[1] for ln in proc.stdout.splitlines()
+               if "Shell command: exec python -m vit.train.gpus --count=1 -- python -m vit.train.finetune" in ln]
+    args = {w[2:].split("=", 1)[0]: w[2:].split("=", 1)[1] for w in shlex.split(shell.split(" > ")[0])
+            if w.startswith("--") and "=" in w}
+    common, per = REF["finetune_hparams"]["common"], REF["finetune_hparams"]["per_dataset"]
+    assert (args["optimizer"], float(args["momentum"]), int(args["batch_size"]), args["schedule"],
+            float(args["weight_decay"]), float(args["grad_clip"]), json.loads(args["resolutions"])) == (
+        common["optimizer"].lower(), common["momentum"], common["batch_size"], common["lr_decay"],
+        common["weight_decay"], common["grad_clip_global_norm"], [common["resolution"]])
+    assert json.loads(args["tasks"]) == ["cifar10", "cifar100"]
+    for task in ("cifar10", "cifar100"):
+        assert int(args["steps"]) == per[task]["steps"] and json.loads(args["lr_grid"]) == per[task]["lr_grid"]
+        assert float(args["dev_fraction"]) == per[task]["dev_split_fraction"]
+    assert int(args["warmup_steps"]) == REF["finetune_hparams"]["vit_jax_public_defaults"]["warmup_steps"]
+    assert "import_weights" in proc.stdout and "--weights=vit_base_patch16_224.orig_in21k" in proc.stdout
+    # its cost on one H100, before launch: 2 tasks x (4 dev runs + 3 seeds) of 10k steps of 512 at 384 px
+    df = cost.main(cost.Config(configfile=str(REPO / "configs/paper-cifar.yaml"), device="h100", devices=1))
+    assert set(df.rule) == {"finetune"} and list(df.task) == ["cifar10", "cifar100"] and list(df.runs) == [7, 7]
+    assert df.flops.sum() == pytest.approx((7 * 10000 * 512 * df.train_gflops_per_img * 1e9).sum(), rel=1e-6)
+    assert "wall time on 1 H100s" in capsys.readouterr().out

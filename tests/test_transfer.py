@@ -136,26 +136,18 @@ def test_import_vit_weights_from_a_hub_format_file_and_fine_tune_them(tmp_path):
     assert not model.head.weight.any()
 
 
-def _bit_npz(model) -> dict:
-    """A timm ResNetV2 as the BiT release's .npz (the inverse of timm.models.resnetv2._load_weights)."""
-    def hwio(w):
-        w = w.detach().numpy()
-        return w.transpose(2, 3, 1, 0) if w.ndim == 4 else w
+def test_import_vit_weights_from_the_original_npz_format(tmp_path):
+    """The paper's release layout (gs://vit_models/imagenet21k/*.npz), written from random weights by
+    vit_npz and read back through timm's converter: every tensor lands where it came from."""
+    import timm
 
-    p = "resnet/"
-    out = {f"{p}root_block/standardized_conv2d/kernel": hwio(model.stem.conv.weight),
-           f"{p}group_norm/gamma": hwio(model.norm.weight), f"{p}group_norm/beta": hwio(model.norm.bias),
-           f"{p}head/conv2d/kernel": hwio(model.head.fc.weight), f"{p}head/conv2d/bias": hwio(model.head.fc.bias)}
-    for i, stage in enumerate(model.stages):
-        for j, block in enumerate(stage.blocks):
-            b = f"{p}block{i + 1}/unit{j + 1:02d}/"
-            for k, (conv, norm) in zip("abc", ((block.conv1, block.norm1), (block.conv2, block.norm2),
-                                              (block.conv3, block.norm3))):
-                out[f"{b}{k}/standardized_conv2d/kernel"] = hwio(conv.weight)
-                out[f"{b}{k}/group_norm/gamma"], out[f"{b}{k}/group_norm/beta"] = hwio(norm.weight), hwio(norm.bias)
-            if block.downsample is not None:
-                out[f"{b}a/proj/standardized_conv2d/kernel"] = hwio(block.downsample.conv.weight)
-    return out
+    hub = timm.create_model("vit_tiny_patch16_224", num_classes=21843)
+    np.savez(tmp_path / "ViT-Ti_16.npz", **weights.vit_npz(hub))
+    s = weights.import_weights(weights.Config(weights="vit_tiny_patch16_224.augreg_in21k",
+                                              file=str(tmp_path / "ViT-Ti_16.npz"), out=str(tmp_path / "vit")))
+    ckpt = torch.load(tmp_path / "vit" / "checkpoint.pt", weights_only=False)
+    assert s["num_classes"] == 21843 and s["grid_size"] == [14, 14]
+    assert all(torch.equal(ckpt["model"][k], v) for k, v in hub.state_dict().items())
 
 
 @pytest.mark.slow
@@ -163,7 +155,7 @@ def test_import_bit_m_weights_from_the_original_npz_format(tmp_path):
     import timm
 
     hub = timm.create_model("resnetv2_50x1_bit", num_classes=21843)
-    np.savez(tmp_path / "BiT-M-R50x1.npz", **_bit_npz(hub))
+    np.savez(tmp_path / "BiT-M-R50x1.npz", **weights.bit_npz(hub))
     s = weights.import_weights(weights.Config(weights="resnetv2_50x1_bit.goog_in21k",
                                               file=str(tmp_path / "BiT-M-R50x1.npz"), out=str(tmp_path / "bit")))
     ckpt = torch.load(tmp_path / "bit" / "checkpoint.pt", weights_only=False)

@@ -82,5 +82,60 @@ def import_weights(cfg: Config) -> dict:
     return summary
 
 
+def vit_npz(model) -> dict:
+    """A timm VisionTransformer's weights in the layout of the paper's released .npz files (vit_jax's
+    `Transformer/encoderblock_<i>/...` names, kernels in JAX's order): the inverse of timm's reader
+    (timm.models.vision_transformer._load_weights), so that the release's import path runs offline on
+    weights of any value (tests, the GPU check)."""
+    import numpy as np
+
+    sd = {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+    d, heads = model.embed_dim, model.blocks[0].attn.num_heads
+    out = {"embedding/kernel": sd["patch_embed.proj.weight"].transpose(2, 3, 1, 0),
+           "embedding/bias": sd["patch_embed.proj.bias"], "cls": sd["cls_token"],
+           "Transformer/posembed_input/pos_embedding": sd["pos_embed"],
+           "Transformer/encoder_norm/scale": sd["norm.weight"], "Transformer/encoder_norm/bias": sd["norm.bias"]}
+    if "head.weight" in sd:
+        out.update({"head/kernel": sd["head.weight"].T, "head/bias": sd["head.bias"]})
+    for i in range(len(model.blocks)):
+        b, p = f"blocks.{i}.", f"Transformer/encoderblock_{i}/"
+        qkv_w, qkv_b = sd[b + "attn.qkv.weight"].reshape(3, d, d), sd[b + "attn.qkv.bias"].reshape(3, d)
+        for j, name in enumerate(("query", "key", "value")):
+            out[f"{p}MultiHeadDotProductAttention_1/{name}/kernel"] = qkv_w[j].T.reshape(d, heads, d // heads)
+            out[f"{p}MultiHeadDotProductAttention_1/{name}/bias"] = qkv_b[j].reshape(heads, d // heads)
+        out[f"{p}MultiHeadDotProductAttention_1/out/kernel"] = \
+            sd[b + "attn.proj.weight"].reshape(d, heads, d // heads).transpose(1, 2, 0)
+        out[f"{p}MultiHeadDotProductAttention_1/out/bias"] = sd[b + "attn.proj.bias"]
+        for ln, norm in (("LayerNorm_0", "norm1"), ("LayerNorm_2", "norm2")):
+            out[f"{p}{ln}/scale"], out[f"{p}{ln}/bias"] = sd[b + norm + ".weight"], sd[b + norm + ".bias"]
+        for r in range(2):
+            out[f"{p}MlpBlock_3/Dense_{r}/kernel"] = sd[b + f"mlp.fc{r + 1}.weight"].T
+            out[f"{p}MlpBlock_3/Dense_{r}/bias"] = sd[b + f"mlp.fc{r + 1}.bias"]
+    return out
+
+
+def bit_npz(model) -> dict:
+    """A timm ResNetV2 in the layout of BiT's released .npz files: the inverse of timm's reader
+    (timm.models.resnetv2._load_weights), for the same offline uses as vit_npz."""
+    def hwio(w):
+        w = w.detach().numpy()
+        return w.transpose(2, 3, 1, 0) if w.ndim == 4 else w
+
+    p = "resnet/"
+    out = {f"{p}root_block/standardized_conv2d/kernel": hwio(model.stem.conv.weight),
+           f"{p}group_norm/gamma": hwio(model.norm.weight), f"{p}group_norm/beta": hwio(model.norm.bias),
+           f"{p}head/conv2d/kernel": hwio(model.head.fc.weight), f"{p}head/conv2d/bias": hwio(model.head.fc.bias)}
+    for i, stage in enumerate(model.stages):
+        for j, block in enumerate(stage.blocks):
+            b = f"{p}block{i + 1}/unit{j + 1:02d}/"
+            for k, (conv, norm) in zip("abc", ((block.conv1, block.norm1), (block.conv2, block.norm2),
+                                              (block.conv3, block.norm3))):
+                out[f"{b}{k}/standardized_conv2d/kernel"] = hwio(conv.weight)
+                out[f"{b}{k}/group_norm/gamma"], out[f"{b}{k}/group_norm/beta"] = hwio(norm.weight), hwio(norm.bias)
+            if block.downsample is not None:
+                out[f"{b}a/proj/standardized_conv2d/kernel"] = hwio(block.downsample.conv.weight)
+    return out
+
+
 if __name__ == "__main__":
     cli.main_guard(import_weights, Config)
