@@ -108,3 +108,30 @@ def test_the_form_dependent_cases_pass_under_every_forced_form(form):
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert f"step form of the ViT tests: {form}" in proc.stdout and " passed" in proc.stdout
+
+
+def test_the_report_shows_forms_and_warns_where_comparisons_mix_them():
+    from test_scorecard import CONFIG, runs
+
+    from vit.report import forms as report_forms
+    from vit.report import scorecard
+
+    s = runs(lambda *a: 50.0)
+    one_kind = s.assign(form=s.model.map({"vit": "fp32/explicit", "bit": "fp32/conv"}), machine="AMD EPYC (avx2)")
+    one_kind = one_kind.assign(pretrain_form=one_kind.form, pretrain_machine=one_kind.machine)
+    assert report_forms.warnings(one_kind, CONFIG, scorecard.family) == []  # a CPU without bf16 units: one form each
+    table = report_forms.form_table(one_kind, CONFIG)
+    assert list(table["fine-tuning form"]) == ["fp32/explicit", "fp32/conv"] and table["fine-tuned runs"].sum() == len(s)
+    # a machine with bf16 units: the ViTs in bf16, the BiTs in fp32 (its rule): the family comparison mixes them
+    bf16 = one_kind.assign(form=one_kind.form.str.replace("fp32/explicit", "bf16/explicit"))
+    bf16 = bf16.assign(pretrain_form=bf16.form)
+    [line] = report_forms.warnings(bf16, CONFIG, scorecard.family)
+    assert "ViT-BiT comparisons mix precisions" in line and "ViTs in bf16, BiTs in fp32" in line
+    # one checkpoint pre-trained on another machine kind, in another form
+    other = one_kind.copy()
+    moved = (other.model == "vit") & (other.upstream == "big")
+    other.loc[moved, ["pretrain_form", "pretrain_machine"]] = ["bf16/explicit", "Intel Xeon (amx_bf16)"]
+    lines = report_forms.warnings(other, CONFIG, scorecard.family)
+    assert any("Machines of 2 kinds" in ln for ln in lines) and any("ViT mixes step forms" in ln for ln in lines)
+    # runs made before forms were recorded say so
+    assert "do not record" in report_forms.warnings(s, CONFIG, scorecard.family)[0]

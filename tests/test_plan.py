@@ -194,3 +194,14 @@ def test_fewshot_probes_read_every_checkpoint_of_the_listed_models():
                                               for u in ("contours_s", "contours_m", "contours_l")]
     assert plan.load(preset()).fewshot_runs == []
     assert "'nope'" in bad(lambda c: c["pretrain"].update(fewshot=["vit", "nope"]), "config.yaml")
+
+
+def test_the_pretraining_seed_reaches_every_pretraining_run_and_only_those():
+    """pretrain.seed: another draw of every checkpoint (initialisation, batch order, augmentation); the
+    default 0 is left out of the settings, so runs of seed 0 keep their settings and results."""
+    assert "seed" not in plan.load(preset()).pretrain_job("vit", "shapes_l")
+    config = preset()
+    config["pretrain"]["seed"] = 3
+    p = plan.load(config)
+    assert {p.pretrain_job(m, u)["seed"] for m, u in p.pretrain_runs} == {3}  # Noisy Student's students too
+    assert "seed" not in p.finetune_job("vit", "shapes_l", init="x")  # fine-tunes keep their own seeds

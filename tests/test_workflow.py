@@ -146,6 +146,25 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert "Nothing to be done" in smk(tmp_path, configfile=REPO / "configs" / "smoke.yaml").stderr
     smk(tmp_path, "--report", "report.html", configfile=REPO / "configs" / "smoke.yaml")
     assert (tmp_path / "report.html").stat().st_size > 50_000
+    _same_numbers_again(tmp_path, summary)
+
+
+def _same_numbers_again(first, summary):
+    """Same machine, same config, same numbers: the main ViT's and BiT's chains again from an empty folder,
+    with other jobs beside them than the first run had, give every cell of the first run bit for bit (the
+    step form is a rule of the machine, never a timing: vit.train.forms)."""
+    again = first / "again"
+    targets = [f"results/finetune/{m}/shapes_l/runs.json" for m in ("vit", "bit")]
+    smk(again, *targets, configfile=REPO / "configs" / "smoke.yaml")
+    for m in ("vit", "bit"):
+        ckpt = f"results/pretrain/{m}/shapes_l/checkpoint.pt"
+        assert sha256_file(again / ckpt) == sha256_file(first / ckpt), ckpt
+    rows = [(r["model"], r["task"], r["config"]["img_size"], r["config"]["seed"], r["eval"]["test"]["top1"],
+             r["eval"]["test"]["loss"]) for t in targets for r in json.loads((again / t).read_text())]
+    cells = summary[summary.upstream == "shapes_l"].set_index(["model", "task", "resolution", "seed"])
+    assert len(rows) == 2 * 3 * 2 * 2
+    for model, task, res, seed, top1, loss in rows:
+        assert (top1, loss) == tuple(cells.loc[(model, task, res, seed), ["top1", "test_loss"]]), (model, task, res, seed)
 
 
 @pytest.mark.slow

@@ -192,8 +192,15 @@ class Plan:
             student = self.config["noisy_student"]
             soft = {"soft_targets": True} if student.get("labels") == "soft" else {}
             return {**pre["train"], "epochs": pre["epochs"][ns[upstream]["labelled"]], **own, **soft,
-                    **student.get("train", {})}
-        return {**pre["train"], "epochs": pre["epochs"][upstream], **own}
+                    **student.get("train", {}), **self._pretrain_seed}
+        return {**pre["train"], "epochs": pre["epochs"][upstream], **own, **self._pretrain_seed}
+
+    @property
+    def _pretrain_seed(self) -> dict:
+        """pretrain.seed, passed only where it is not the default 0: the runs of the default seed keep the
+        settings, and so the hashes and results, they had before the key existed."""
+        seed = self.config["pretrain"].get("seed", 0)
+        return {"seed": seed} if seed else {}
 
     def pretrain_resolution(self, model: str, upstream: str) -> int:
         """The resolution a checkpoint was trained at (released weights: their `img_size`, 224 by default)."""

@@ -25,8 +25,9 @@ def form_table(summary: pd.DataFrame, plan: Plan) -> pd.DataFrame:
     if "form" not in summary:
         return pd.DataFrame()
     p = _pairs(summary)
+    order = {m: i for i, m in enumerate(plan.config["models"])}  # the config's order of models
     rows = []
-    for model, g in p.groupby("model", sort=False):
+    for model, g in sorted(p.groupby("model"), key=lambda kv: order.get(kv[0], len(order))):
         rows.append({"model": plan.model_label(model),
                      "pre-training form": ", ".join(sorted(set(g.pretrain_form) - {""})) or "(from scratch only)",
                      "fine-tuning form": ", ".join(sorted(set(g.form))),
