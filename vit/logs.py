@@ -251,7 +251,8 @@ def cpu_model() -> str:
     name = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")),
                 platform.machine())
     flags = set(next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), []))
-    units = [u for u in ("avx2", "avx512f", "amx_bf16") if u in flags]
+    # the units that decide speed and the step's form (vit.train.forms: bf16 where AVX-512 BF16 or AMX exist)
+    units = [u for u in ("avx2", "avx512f", "avx512_bf16", "amx_bf16") if u in flags]
     return f"{name} ({', '.join(units)})" if units else name
 
 
