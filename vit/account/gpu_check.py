@@ -348,33 +348,27 @@ def check(cfg: Config) -> dict:
     return result
 
 
+LINES = {  # each part's line in the printed summary
+    "step": lambda s: (f"step: vit.train {s['ours_img_per_s']:.0f} img/s vs plain timm {s['plain_img_per_s']:.0f} "
+                       f"({s['ratio']:.2f}x), MFU {100 * s['ours_mfu_measured_peak']:.0f} % of the measured peak"),
+    "input": lambda s: (f"input: {s['img_per_s']:.0f} img/s from {s['workers']} workers"
+                        + (f" = {s['input_over_step']:.2f}x the step's rate" if s["input_over_step"] else "")),
+    "finetune": lambda s: (f"finetune at {s['img_size']} px: {s['img_per_s']:.0f} img/s, grid {s['grid_size']}, "
+                           f"position embeddings resampled: {s['posemb_resampled']}"),
+    "torchrun": lambda s: (f"torchrun: {s['processes']} process(es) over {s['collectives']['backend']}, checks "
+                           f"{'passed' if all(s['collectives']['checks'].values()) else 'FAILED'}"),
+    "cifar": lambda s: (f"paper-cifar: {s['img_per_s']:.0f} img/s at {s['img_size']} px (micro-batch {s['micro_batch']} "
+                        f"x {s['accum_steps']}), projected {s['projected_hours']:.1f} h for its {s['runs']} runs"),
+}
+
+
 def summary(result: dict) -> str:
-    """A few lines a reader looks at first."""
-    p, lines = result["parts"], [f"gpu check on {result['device']} ({'toy size' if result['toy'] else 'full size'}), "
-                                 f"{result['seconds']:.0f} s:"]
-    if p.get("step", {}).get("ok"):
-        s = p["step"]
-        lines.append(f"  step: vit.train {s['ours_img_per_s']:.0f} img/s vs plain timm {s['plain_img_per_s']:.0f} "
-                     f"({s['ratio']:.2f}x), MFU {100 * s['ours_mfu_measured_peak']:.0f} % of the measured peak")
-    if p.get("input", {}).get("ok"):
-        s = p["input"]
-        lines.append(f"  input: {s['img_per_s']:.0f} img/s from {s['workers']} workers"
-                     + (f" = {s['input_over_step']:.2f}x the step's rate" if s["input_over_step"] else ""))
-    if p.get("finetune", {}).get("ok"):
-        s = p["finetune"]
-        lines.append(f"  finetune at {s['img_size']} px: {s['img_per_s']:.0f} img/s, grid {s['grid_size']}, "
-                     f"position embeddings resampled: {s['posemb_resampled']}")
-    if p.get("torchrun", {}).get("ok"):
-        s = p["torchrun"]
-        lines.append(f"  torchrun: {s['processes']} process(es) over {s['collectives']['backend']}, "
-                     f"checks {'passed' if all(s['collectives']['checks'].values()) else 'FAILED'}")
-    if p.get("cifar", {}).get("ok"):
-        s = p["cifar"]
-        lines.append(f"  paper-cifar: {s['img_per_s']:.0f} img/s at {s['img_size']} px (micro-batch {s['micro_batch']} x "
-                     f"{s['accum_steps']}), projected {s['projected_hours']:.1f} h for its {s['runs']} runs")
-    failed = [k for k, v in p.items() if not v["ok"]]
-    if failed:
-        lines.append(f"  FAILED: {', '.join(failed)}")
+    """A line per part, which a reader looks at first."""
+    lines = [f"gpu check on {result['device']} ({'toy size' if result['toy'] else 'full size'}), "
+             f"{result['seconds']:.0f} s:"]
+    for name in (n for n in PARTS if n in result["parts"]):
+        s = result["parts"][name]
+        lines.append("  " + (LINES[name](s) if s["ok"] else f"{name}: FAILED: {s['error']}"))
     return "\n".join(lines)
 
 
