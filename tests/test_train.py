@@ -299,3 +299,28 @@ def test_keep_best_needs_periodic_validation(digits_dir, tmp_path):
             train.train(dataclasses.replace(_keep_best_cfg(digits_dir, tmp_path / "bad"), **missing))
     cfg = _keep_best_cfg(digits_dir, tmp_path / "x")
     assert train.run_hash(cfg) != train.run_hash(dataclasses.replace(cfg, keep_best=False))  # a science setting
+
+
+def test_arrays_batches_are_read_ahead_and_stay_uint8_for_a_gpu(digits_dir):
+    """batches.Feed over in-memory arrays: the next step's batch is prepared in a thread while a step trains,
+    and is the step's own; for a GPU (uint8=True) it stays uint8 and normalises on the device to exactly the
+    floats a CPU run trains on."""
+    from vit import data
+    from vit.train import batches
+    from vit.train.config import Config
+    from vit.train.distributed import Dist
+
+    x, y, _ = data.load_split(digits_dir, "train")
+    cfg = Config(batch_size=16, img_size=32, augment="crop_flip", seed=1)
+    feeds = [batches.Feed(data.images(x, 32, 1.0), torch.from_numpy(y), cfg, 10, batches.slices(8, 2, Dist()),
+                          total=6, uint8=u) for u in (False, True)]
+    try:
+        assert all(f._pool is not None for f in feeds)
+        for step in range(6):
+            cpu, gpu = (f.get(step) for f in feeds)
+            assert [g[0].dtype for g in gpu] == [torch.uint8] * 2 and cpu[0][0].dtype == torch.float32
+            assert all(torch.equal(data.normalize(g[0]), c[0]) and torch.equal(g[1], c[1]) for g, c in zip(gpu, cpu))
+            assert all(torch.equal(a[0], b[0]) for a, b in zip(cpu, feeds[0].read(step)))
+    finally:
+        for f in feeds:
+            f.close()

@@ -35,6 +35,8 @@ class Feed:
     parts: list
     total: int                     # steps in the run: nothing is read ahead past the last
     workers: int = 0               # DataLoader processes for a sharded store (0 = default_workers())
+    uint8: bool = False            # arrays' batches stay uint8, for the training device to normalise (a GPU:
+                                   # a quarter of the bytes to copy, and no float conversion on the CPU)
     _pool: concurrent.futures.ThreadPoolExecutor | None = field(default=None, init=False)
     _next: concurrent.futures.Future | None = field(default=None, init=False)
     _loader: object = field(default=None, init=False)
@@ -43,7 +45,8 @@ class Feed:
         if not hasattr(self.x, "originals") and not self.cfg.augment.endswith("randaugment"):
             self._pool = concurrent.futures.ThreadPoolExecutor(1)
 
-    def read(self, step: int, as_uint8: bool = False) -> list:
+    def read(self, step: int, as_uint8: bool | None = None) -> list:
+        as_uint8 = self.uint8 if as_uint8 is None else as_uint8
         return [data.train_batch(self.x, self.y, step, self.cfg.batch_size, self.cfg.seed, self.cfg.augment, part=p,
                                  mixup=self.cfg.mixup, num_classes=self.num_classes, size=self.cfg.img_size,
                                  randaugment_skip=tuple(self.cfg.randaugment_skip), as_uint8=as_uint8)

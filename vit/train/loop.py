@@ -197,7 +197,8 @@ def _choose_form(job: Job) -> None:
 def _loop(job: Job, trainset: TrainSet, deadline: float | None, signals: Signals) -> None:
     run, progress, cfg = job.run, job.progress, job.run.cfg
     feed = batches.Feed(trainset.x, trainset.y, cfg, trainset.manifest["num_classes"],
-                        batches.slices(run.micro, cfg.accum_steps, run.dist), job.steps, cfg.loader_workers)
+                        batches.slices(run.micro, cfg.accum_steps, run.dist), job.steps, cfg.loader_workers,
+                        uint8=run.device.type == "cuda")
     job.nets.optimised.train()
     convnet = models.is_convnet(job.nets.classifier)
     bar = tqdm(range(progress.start, job.steps), initial=progress.start, total=job.steps, mininterval=2.0,
