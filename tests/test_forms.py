@@ -110,7 +110,7 @@ def test_the_form_dependent_cases_pass_under_every_forced_form(form):
     if form.startswith("bf16") and not forms.bf16_units():
         pytest.skip("no bf16 units on this CPU: bf16 is emulated, and no CPU without them trains in it")
     env = {**os.environ, forms.ENV: form}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "form_dependent"],
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "form_dependent"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert f"step form of the ViT tests: {form}" in proc.stdout and " passed" in proc.stdout

@@ -23,9 +23,9 @@ def slices(micro: int, accum_steps: int, dist: Dist) -> list[slice]:
 @dataclass
 class Feed:
     """The micro-batches of step after step. From arrays (in memory or memory-mapped), the next step's are
-    read and augmented in a thread while the current step trains (torch's kernels release the GIL): on a
-    2-core machine the default ViT's step is ~7 % shorter (docs/cpu_performance.md). Not with RandAugment,
-    whose torchvision ops draw from torch's global generator, which the step's dropout draws from too. A
+    read and augmented in a thread while the current step trains (torch's kernels release the GIL): ~5 %
+    more images/s for a ViT on 2 cores (docs/cpu_performance.md, data path). Not with RandAugment, whose
+    torchvision ops draw from torch's global generator, which the step's dropout draws from too. A
     sharded store's images are decoded and cropped in DataLoader worker processes (`workers`, each a step
     at a time, up to two steps ahead each)."""
     x: object                      # the training images: a tensor, data.Streamed or shards.ShardImages
