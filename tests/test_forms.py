@@ -96,24 +96,24 @@ def test_a_run_records_its_form_and_keeps_it_when_resumed(digits_dir, tmp_path, 
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("form", ["fp32/explicit", "bf16/explicit", "fp32/sdpa"])
-def test_the_form_dependent_cases_pass_under_every_forced_form(form):
+def test_the_form_dependent_cases_pass_under_every_forced_form():
     """The suite's cases whose outcome depends on the form (marked form_dependent: runs compared bit for bit
     or to rounding across resumes, signals, accumulation and torchrun ranks) again under each forced form:
     fp32/explicit is a CPU without bf16 units, bf16/explicit one with them, fp32/sdpa the fused attention.
     The whole suite runs in the session's form, so that one is not repeated; nor is bf16 on a CPU without
     bf16 units, where it is emulated hundreds of times slower and no rule ever trains in it
-    (`VIT_STEP_FORM=bf16/explicit make test` runs it there all the same). A fresh pytest, so that the form
-    reaches every process a case starts."""
-    if form == str(FORM):
-        pytest.skip(f"{form} is this session's form: the whole suite ran in it")
-    if form.startswith("bf16") and not forms.bf16_units():
-        pytest.skip("no bf16 units on this CPU: bf16 is emulated, and no CPU without them trains in it")
-    env = {**os.environ, forms.ENV: form}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "form_dependent"],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert f"step form of the ViT tests: {form}" in proc.stdout and " passed" in proc.stdout
+    (`VIT_STEP_FORM=bf16/explicit make test` runs it there all the same). One fresh pytest per form, so that
+    the form reaches every process a case starts; side by side, as the cases mostly wait on one thread."""
+    todo = [f for f in ("fp32/explicit", "bf16/explicit", "fp32/sdpa")
+            if f != str(FORM) and (forms.bf16_units() or not f.startswith("bf16"))]
+    procs = {f: subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "form_dependent"],
+                                 cwd=REPO, env={**os.environ, forms.ENV: f}, stdout=subprocess.PIPE,
+                                 stderr=subprocess.STDOUT, text=True) for f in todo}
+    outs = {f: p.communicate(timeout=900)[0] for f, p in procs.items()}
+    assert len(todo) == 2
+    for f, out in outs.items():
+        assert procs[f].returncode == 0, f"under {f}:\n{out[-4000:]}"
+        assert f"step form of the ViT tests: {f}" in out and " passed" in out, f
 
 
 def test_the_report_shows_forms_and_warns_where_comparisons_mix_them():

@@ -20,10 +20,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "workflow" / "S
 
 
 def smk(workdir, *args, configfile=None, check=True):
-    cmd = SNAKEMAKE + ["-d", str(workdir), "--cores", "2"]
+    cmd = SNAKEMAKE + ["-d", str(workdir), "--cores", "2", *args]  # before --configfile, which takes every word after it
     if configfile:
         cmd += ["--configfile", str(configfile)]
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
     return proc

@@ -65,7 +65,7 @@ class Size:
 
 FULL = Size("vit_base_patch16_224", "vit_base_patch16_224.orig_in21k", 224, 384, 128, 64, 20, 3, 2048, (500, 375),
             10_000, 6)
-TOY = Size("vit_tiny_patch16_224", "vit_tiny_patch16_224.augreg_in21k", 32, 48, 8, 8, 3, 2, 48, (64, 48), 100, 2)
+TOY = Size("vit_tiny_patch16_224", "vit_tiny_patch16_224.augreg_in21k", 32, 48, 8, 8, 3, 1, 48, (64, 48), 100, 2)
 
 
 @dataclass
