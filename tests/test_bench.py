@@ -5,14 +5,12 @@ import json
 import os
 
 import pytest
-import torch
 
 from conftest import FORM, TINY_VIT
-from vit import models
 from vit.account import bench
 from vit.logs import read_json
 from vit.report import timeline
-from vit.train import forms, loop
+from vit.train import loop
 
 TINY_BIT = {"arch": "bit", "layers": [1, 1, 1, 1], "channels": [8, 16, 32, 64], "groups": 4}
 
@@ -34,7 +32,9 @@ def test_a_run_records_where_its_time_went(digits_dir, tmp_path):
 def test_bench_times_vit_train_beside_a_plain_timm_loop(digits_dir, tmp_path):
     # keep_best (the default's pre-training setting) needs validation, which the bench turns off: it must go too
     cases = {"vit": {"data": str(digits_dir), "settings": settings("vit", TINY_VIT, keep_best=True)},
-             "bit": {"data": str(digits_dir), "settings": settings("bit", TINY_BIT)},
+             # fp32, the rule's on every CPU: a 16 px BiT in bf16 meets oneDNN's bf16 convolution fault on AMD CPUs
+             # (NaN weight gradients where the maps are 1x1; pytorch#163347, docs/cpu_performance.md)
+             "bit": {"data": str(digits_dir), "settings": settings("bit", TINY_BIT, precision="fp32")},
              "mpp": {"data": str(digits_dir), "settings": settings("mpp", TINY_VIT, objective="mpp", val_split="")}}
     out = tmp_path / "bench.json"
     bench.bench(bench.Config(out=str(out), cases=cases, seconds=0.2, repeats=2, forms=["fp32/sdpa"]))
@@ -51,8 +51,7 @@ def test_bench_times_vit_train_beside_a_plain_timm_loop(digits_dir, tmp_path):
         assert 0 < r["ours_mfu"] < 1 and 0 < r["plain_mfu"] < 1 and r["train_flops_per_img"] > 0
     table = out.with_suffix(".md").read_text()
     assert "| vit | 16 | 16 |" in table and "Not compared: mpp" in table
-    bit_form = forms.choose(models.create(TINY_BIT, 10, 16), torch.device("cpu"))  # fp32/conv unless forced
-    assert rows["vit"]["form"] == str(FORM) and rows["bit"]["form"] == str(bit_form)  # vit.train.forms' rule
+    assert rows["vit"]["form"] == str(FORM) and rows["bit"]["form"] == "fp32/conv"  # the session's, the case's
     assert "| vit | 16 | 16 | " in table and "fp32/sdpa (forced)" in table
 
 

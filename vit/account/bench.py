@@ -50,8 +50,10 @@ class Config:
 
 def ours(case: dict, steps: int, threads: int, form: str = "") -> dict:
     """vit.train's loop on the case's data and settings for WARMUP + `steps` steps, in `form` (precision/attention;
-    "" = this machine's rule, vit.train.forms): its img/s and the form it ran in."""
+    "" = the case's settings, else this machine's rule: vit.train.forms): its img/s and the form it ran in."""
     precision, _, attention = form.partition("/")
+    precision = precision or case["settings"].get("precision", "")
+    attention = attention or case["settings"].get("attention", "")
     with tempfile.TemporaryDirectory(prefix="bench-") as out:
         settings = {**case["settings"], "data": case["data"], "out": out, "steps": WARMUP + steps, "epochs": 0.0,
                     "val_split": "", "test_split": "", "fewshot": [], "eval_every": 0, "keep_best": False, "ckpt_every": 0,
