@@ -123,17 +123,25 @@ def posemb_similarity(posemb: torch.Tensor, grid) -> torch.Tensor:
     return (e @ e.T).reshape(*grid, *grid)
 
 
-PERMUTATIONS = 500  # Mantel test: the correlation's spread when the patches' grid positions are shuffled
+PERMUTATIONS = 500  # Mantel test: the statistics' spread when the patches' grid positions are shuffled
+
+
+def _grid_contrasts(s: np.ndarray, neighbour: np.ndarray, line: np.ndarray, pair: np.ndarray) -> tuple[float, float]:
+    """Mean similarity of 4-neighbours minus the other pairs', and of same-row-or-column pairs minus the rest."""
+    return (float(s[neighbour].mean() - s[pair & ~neighbour].mean()), float(s[line].mean() - s[pair & ~line].mean()))
 
 
 def posemb_stats(sim: torch.Tensor) -> dict:
     """Is the 2D grid in the embeddings? Mean similarity of 4-neighbours vs the other pairs, of pairs in
     the same row or column vs pairs sharing neither, and the rank (Spearman; also Pearson) correlation
     of similarity with grid distance over all unordered pairs (negative when near patches look alike).
-    The pairs are not independent (each patch is in P - 1 of them), so the correlation's noise level is
-    measured as a Mantel test does: the standard deviation of the correlation over random reassignments
-    of the patches to grid positions (`distance_corr_null_sd`, fixed seed)."""
+    The pairs are not independent (each patch is in P - 1 of them), so each statistic is tested as a Mantel
+    test does: against its values when the patches are reassigned to grid positions at random
+    (PERMUTATIONS, fixed seed). `p` holds each one-sided p-value in the claimed direction (neighbours and
+    lines more similar, the correlation negative), `p_against` the opposite's."""
     from scipy.stats import pearsonr, rankdata, spearmanr
+
+    from vit.evaluate.nulls import permutation_p
 
     gh, gw = sim.shape[:2]
     s = sim.reshape(gh * gw, gh * gw).numpy()
@@ -148,12 +156,45 @@ def posemb_stats(sim: torch.Tensor) -> dict:
     null = []
     for _ in range(PERMUTATIONS):  # Spearman = Pearson of ranks: the similarities move with the patches
         perm = rng.permutation(gh * gw)
-        null.append(np.corrcoef(rankdata(s[np.ix_(perm, perm)][upper]), dist_rank)[0, 1])
+        sp = s[np.ix_(perm, perm)]
+        null.append((*_grid_contrasts(sp, neighbour, line, pair), np.corrcoef(rankdata(sp[upper]), dist_rank)[0, 1]))
+    null = np.nan_to_num(np.array(null))
+    near, lines = _grid_contrasts(s, neighbour, line, pair)
+    corr = float(spearmanr(s[upper], dist).statistic)
+    observed = {"neighbour": near, "line": lines, "distance": -corr}  # each larger in the claimed direction
+    nulls = {"neighbour": null[:, 0], "line": null[:, 1], "distance": -null[:, 2]}
     return {"neighbour": float(s[neighbour].mean()), "other": float(s[pair & ~neighbour].mean()),
             "same_row_or_col": float(s[line].mean()), "neither": float(s[pair & ~line].mean()),
-            "distance_corr": float(spearmanr(s[upper], dist).statistic),
-            "distance_corr_null_sd": float(np.std(null)),
-            "distance_corr_pearson": float(pearsonr(s[upper], dist).statistic), "pairs": int(upper.sum())}
+            "distance_corr": corr, "distance_corr_null_sd": float(np.std(null[:, 2])),
+            "distance_corr_pearson": float(pearsonr(s[upper], dist).statistic), "pairs": int(upper.sum()),
+            "permutations": PERMUTATIONS,
+            "p": {k: permutation_p(observed[k], nulls[k]) for k in observed},
+            "p_against": {k: permutation_p(-observed[k], -nulls[k]) for k in observed}}
+
+
+UNTRAINED = 40  # random initialisations behind the untrained-network null of the attention distances
+
+
+def mean_distances(model, xs: np.ndarray, img_size: int, dist: torch.Tensor, prefix: int, batch_size: int) -> torch.Tensor:
+    """(layers, heads) mean attention distance of `model` over the images xs."""
+    total = None
+    for i in range(0, len(xs), batch_size):
+        xb = data.normalize(data.to_tensor(xs[i:i + batch_size], img_size))
+        per_layer = torch.stack(layer_attentions(model, xb, reduce=lambda a: attention_distance(a, dist, prefix).sum(0)))
+        total = per_layer if total is None else total + per_layer
+    return (total / len(xs)).float()
+
+
+def untrained_distances(ckpt: dict, xs: np.ndarray, dist: torch.Tensor, prefix: int, batch_size: int,
+                        n: int = UNTRAINED) -> np.ndarray:
+    """(n, layers, heads): the same architecture at n random initialisations (seeds 0..n-1), on the same
+    images: the null for claim (e), what attention distances a network has that learned nothing."""
+    out = []
+    for seed in range(n):
+        torch.manual_seed(seed)
+        model = models.create(ckpt["model_args"], ckpt["num_classes"], ckpt["img_size"]).eval()
+        out.append(mean_distances(model, xs, ckpt["img_size"], dist, prefix, batch_size).numpy())
+    return np.stack(out)
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -167,6 +208,7 @@ class Config:
     samples: int = 8              # images shown with their rollout maps (Fig. 6)
     components: int = 28          # principal components of the patch-embedding filters (Fig. 7 left: 28)
     batch_size: int = 64          # bounds the memory of the attention maps
+    untrained_images: int = 64    # images for the untrained networks' distances (claim e's null)
     threads: int = 0              # torch CPU threads (0 = leave torch's default)
 
 
@@ -209,12 +251,11 @@ def inspect(cfg: Config) -> dict:
     # ---------------------------------------------------------------- Fig. 7 right: attention distance
     dist = patch_distances(grid, patch)
     used = pick(len(xs), cfg.images)
-    total = None
-    for i in tqdm(range(0, len(used), cfg.batch_size), desc="attention", unit="batch", mininterval=2):
-        xb = data.normalize(data.to_tensor(xs[used[i:i + cfg.batch_size]], img_size))
-        per_layer = layer_attentions(model, xb, reduce=lambda a: attention_distance(a, dist, prefix).sum(0))
-        total = torch.stack(per_layer) if total is None else total + torch.stack(per_layer)
-    mean_dist = (total / len(used)).float()  # (layers, heads)
+    with tqdm(total=1 + UNTRAINED, desc="attention distance (trained, then untrained)", unit="net", mininterval=2) as bar:
+        mean_dist = mean_distances(model, xs[used], img_size, dist, prefix, cfg.batch_size)  # (layers, heads)
+        bar.update()
+        untrained = untrained_distances(ckpt, xs[pick(len(xs), cfg.untrained_images)], dist, prefix, cfg.batch_size)
+        bar.update(UNTRAINED)
 
     # ---------------------------------------------------------------- Fig. 7 left / centre: weights
     filters, variance = embedding_filters(model.patch_embed.proj.weight, cfg.components)
@@ -240,6 +281,8 @@ def inspect(cfg: Config) -> dict:
         "posemb": stats,  # mean cosine similarities and correlations, `posemb_stats`
         "distance": mean_dist.tolist(),  # (layers, heads) mean attention distance, pixels
         "uniform_distance": float(arrays["uniform_distance"]),
+        # (inits, layers, heads): the architecture at UNTRAINED random initialisations, claim (e)'s null
+        "untrained_distance": untrained.tolist(), "untrained_images": len(pick(len(xs), cfg.untrained_images)),
         "distance_per_layer": [{"layer": i, "mean": float(d.mean()), "min": float(d.min()), "max": float(d.max())}
                                for i, d in enumerate(mean_dist)],
         "filters": {"components": len(variance), "variance_fraction": [round(float(v), 6) for v in variance]},

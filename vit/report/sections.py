@@ -75,11 +75,12 @@ def scorecard_section(r: Results) -> list[str]:
              f"and one that holds is weak evidence." if sizes else "")
     return [
         "## Claims scorecard", "",
-        "Each claim of the paper against this run's numbers. " + scorecard.RULE + " (vit/report/scorecard.py "
-        "states how each claim applies it.) " + scale, "",
-        cards.assign(claim="(" + cards.key + ") " + cards.claim).rename(columns={
-            "paper": "paper's evidence", "evidence": "this run", "verdict": "verdict at this scale"})[
-            ["claim", "paper's evidence", "this run", "verdict at this scale"]].to_markdown(index=False), ""
+        "Each claim of the paper against this run's numbers. " + scorecard.RULE + " (vit/report/stats.py; "
+        "vit/report/scorecard.py states how each claim applies it.) " + scale, "",
+        cards.assign(claim="(" + cards.key + ") " + cards.claim, per_task=cards.per_task.replace("", "–")).rename(columns={
+            "paper": "paper's evidence", "evidence": "this run", "verdict": "verdict (mean over tasks)",
+            "per_task": "verdict per task"})[
+            ["claim", "paper's evidence", "this run", "verdict (mean over tasks)", "verdict per task"]].to_markdown(index=False), ""
     ] + _form_warnings(r)
 
 
