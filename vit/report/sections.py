@@ -41,8 +41,8 @@ def _design(r: Results) -> str:
             + (f" and released weights ({', '.join(p.label(u) for u in released)}, not trained here)"
                if released else "")
             + f" on upstream sets of growing size ({sets}), each fine-tuned on {len(p.config['finetune']['tasks'])} "
-            f"downstream tasks at {r.lo} px (the pre-training resolution) and {r.hi} px (position embeddings "
-            f"resampled in 2D: {interp}), {n_seeds} seeds each: {len(s) - n_scratch} fine-tuned runs, plus "
+            f"downstream tasks at {r.lo} px (the pre-training resolution)" + _higher(r, interp)
+            + f", {n_seeds} seeds each: {len(s) - n_scratch} fine-tuned runs, plus "
             f"{n_scratch} runs of the same architectures trained from scratch with the same budget"
             + (f", plus {len(r.ablation)} runs of the resolution ablation" if len(r.ablation) else "")
             + (f", plus {len(r.hyperrule)} runs with the BiT-HyperRule" if len(r.hyperrule) else "")
@@ -50,6 +50,17 @@ def _design(r: Results) -> str:
                if p.noisy_student else "")
             + f". Numbers are test top-1 in %, mean ± sd over seeds (n = {n_seeds} unless stated). Chance level: "
             + ", ".join(f"{p.label(t)} {c}" for t, c in chance.items()) + ".")
+
+
+def _higher(r: Results, interp: str) -> str:
+    """Which checkpoints are also fine-tuned above the pre-training resolution (finetune.higher_resolutions_for)."""
+    if r.hi == r.lo:
+        return ""
+    ckpts = [(m, up) for m, up in r.plan.checkpoints if r.hi in r.plan.finetune_resolutions(m, up)]
+    which = ("every checkpoint" if len(ckpts) == len(r.plan.checkpoints) else
+             f"{len(ckpts)} of the {len(r.plan.checkpoints)} checkpoints ("
+             + ", ".join(f"{r.plan.model_label(m)} from {r.plan.label(up)}" for m, up in ckpts) + ")")
+    return f"; {which} also at {r.hi} px (position embeddings resampled in 2D: {interp})"
 
 
 def intro(r: Results) -> list[str]:
@@ -61,10 +72,11 @@ def intro(r: Results) -> list[str]:
         "How the default preset's miniature was designed, and the pilots behind each choice (upstream corpus, "
         "models, budgets, learning rates): [docs/design.md](../docs/design.md).", "",
         f"**Total measured training compute: {c.train_flops.sum() / 1e15:.3g} PFLOPs** in "
-        f"{c.train_time_s.sum() / 60:.1f} min of timed training steps over {len(c)} runs ({hours}; "
-        f"median MFU {100 * c.mfu.median():.1f} % of the measured matmul peak). Jobs run side by side, "
-        f"so the sum exceeds the wall time; Snakemake's records of the whole jobs are in "
-        f"[Compute accounting](#compute-accounting-paper-sec-44-table-6).", ""]
+        f"{c.train_time_s.sum() / 60:.1f} min of timed training steps summed over {len(c)} runs ({hours}; "
+        f"median MFU {100 * c.mfu.median():.1f} % of the measured matmul peak). That is a sum of the runs' "
+        "times, not wall time: jobs run side by side (the run's wall time and where it went: "
+        "[timeline.md](timeline.md)). Snakemake's records of the whole jobs are "
+        f"in [Compute accounting](#compute-accounting-paper-sec-44-table-6).", ""]
 
 
 def scorecard_section(r: Results) -> list[str]:
@@ -182,7 +194,7 @@ def hyperrule(r: Results) -> list[str]:
     return [
         "## BiT's own fine-tuning recipe (BiT-HyperRule)", "",
         f"The paper's BiT-L numbers come from BiT's recipe, and App. B.1.1 also runs ResNets with it. Here the "
-        f"same checkpoint fine-tuned with the shared protocol of every model (SGD lr {ft.get('lr')}, "
+        f"same checkpoint fine-tuned with the shared protocol (for this model SGD lr {ft.get('lr')}, "
         f"{ft.get('schedule')} decay, {ft.get('steps')} steps of batch {ft.get('batch_size')}) "
         f"and with the {hyperrule_text(r.plan)}.", "",
         table.to_markdown(index=False), ""]

@@ -1,5 +1,5 @@
 """The paper's Table 2, mirrored (reports/table2.md): our models pre-trained on the largest upstream set and
-fine-tuned at the highest resolution, then every model column of the paper's Table 2 (labelled as the paper's,
+fine-tuned at the one resolution every checkpoint has, then every model column of the paper's Table 2 (labelled as the paper's,
 each with our stand-in where the preset has one), then the verdicts where the preset targets the paper's
 numbers."""
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pandas as pd
 
 from vit.plan import Plan
 from vit.report import verdicts
-from vit.report.tables import hyperrule_text, task_cells
+from vit.report.tables import hyperrule_fraction, hyperrule_text, task_cells
 
 PAPER_COLUMNS = MappingProxyType({"imagenet": "ImageNet", "imagenet_real": "ImageNet ReaL", "cifar10": "CIFAR-10",
                  "cifar100": "CIFAR-100", "pets": "Oxford-IIIT Pets", "flowers102": "Oxford Flowers-102",
@@ -24,19 +24,22 @@ def _cost(pre: pd.DataFrame) -> dict:
 
 def _ours(summary: pd.DataFrame, compute_pre: pd.DataFrame, p: Plan, hyperrule: pd.DataFrame) -> list[dict]:
     """One row per model (and one more for a model also fine-tuned with the BiT-HyperRule: the paper's
-    BiT-L numbers come from BiT's own recipe)."""
-    largest, res = p.upstreams[-1], max(p.config["finetune"]["resolutions"])
+    BiT-L numbers come from BiT's own recipe), all at one resolution: the one every checkpoint is
+    fine-tuned at (Plan.transfer_resolution), so that no row gains from a resolution the others lack."""
+    largest, res = p.upstreams[-1], p.transfer_resolution
     rows = []
     for model, g in summary[summary.upstream == largest].groupby("model", sort=False):
-        own = max(p.finetune_resolutions(model, largest))  # finetune.higher_resolutions_for may leave it lower
-        g = g[g.resolution == own]
+        g = g[g.resolution == res]
+        if g.empty:
+            continue
         pre = compute_pre[(compute_pre.model == model) & (compute_pre.upstream == largest)]
-        rows.append({"model (ours)": p.model_label(model) + (f" (at {own} px)" if own != res else ""),
-                     **task_cells(g, p), **_cost(pre)})
+        rows.append({"model (ours)": p.model_label(model), **task_cells(g, p), **_cost(pre)})
         hr = hyperrule[(hyperrule.model == model) & (hyperrule.upstream == largest)] if len(hyperrule) else hyperrule
         if len(hr):
             at = "" if set(hr.resolution) == {res} else f" at {', '.join(map(str, sorted(hr.resolution.unique())))} px"
-            rows.append({"model (ours)": f"{p.model_label(model)}, BiT-HyperRule{at}",
+            share = hyperrule_fraction(p)
+            ran = f", {share:.1%} of its prescribed examples" if share is not None else ""
+            rows.append({"model (ours)": f"{p.model_label(model)}, BiT-HyperRule{at}{ran}",
                          **task_cells(hr, p), **_cost(pre)})
     return rows
 
@@ -48,13 +51,12 @@ def _noisy_student(summary: pd.DataFrame, compute_pre: pd.DataFrame, p: Plan) ->
     if not its:
         return []
     last = its[-1]
-    res = max(p.finetune_resolutions(last["student"], last["dataset"]))
+    res = p.transfer_resolution
     g = summary[(summary.model == last["student"]) & (summary.upstream == last["dataset"])
                 & (summary.resolution == res)]
     runs = {its[0]["teacher"]} | {(it["student"], it["dataset"]) for it in its}
     pre = compute_pre[[(m, u) in runs for m, u in zip(compute_pre.model, compute_pre.upstream)]]
-    at = "" if res == max(p.config["finetune"]["resolutions"]) else f", at {res} px"
-    return [{"model (ours)": f"{p.model_label(last['student'])} (iteration {last['iteration']}{at})",
+    return [{"model (ours)": f"{p.model_label(last['student'])} (iteration {last['iteration']})",
              **task_cells(g, p), **_cost(pre)}]
 
 
@@ -113,12 +115,13 @@ def paper_rows(p: Plan, reference: dict) -> pd.DataFrame:
 
 
 def _ours_text(p: Plan, n_seeds: int) -> str:
-    largest, res = p.upstreams[-1], max(p.config["finetune"]["resolutions"])
+    largest, res = p.upstreams[-1], p.transfer_resolution
     up = p.dataset(largest)
     return ((f"**Ours** (this run): fine-tuned from released weights pre-trained on {up['label']} (not by this run), "
              if up.get("source") == "released" else
              f"**Ours** (this run): pre-trained on {up['label']} (our stand-in for {up.get('stands_for', '?')}), ")
-            + f"fine-tuned at {res} px; test top-1 in %, mean ± sd over {n_seeds} fine-tuning seeds. "
+            + f"every row fine-tuned at {res} px (the resolution every checkpoint is fine-tuned at); test top-1 in "
+            f"%, mean ± sd over {n_seeds} fine-tuning seeds. "
             "Compute is measured on this machine (training steps only).")
 
 

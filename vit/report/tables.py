@@ -67,6 +67,16 @@ def paper_groups(reference: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def hyperrule_fraction(p: Plan, n: int = 1_000) -> float | None:
+    """The share of the examples the BiT-HyperRule prescribes for an n-example task (VTAB-1k: 1,000) that
+    this config's HyperRule fine-tunes see (steps x batch), where finetune.hyperrule.train shortens them."""
+    over = p.config["finetune"].get("hyperrule", {}).get("train", {})
+    rule = recipes.bit_hyperrule(n, (224, 224), p.config["finetune"]["hyperrule"].get("variant", "code"))
+    ran = over.get("steps", rule["steps"]) * over.get("batch_size", rule["batch_size"])
+    full = rule["steps"] * rule["batch_size"]
+    return ran / full if ran != full else None
+
+
 def hyperrule_text(p: Plan) -> str:
     """How the HyperRule fine-tunes of this config ran: the rule, and where a laptop preset departs from it."""
     hr = p.config["finetune"].get("hyperrule", {})
@@ -79,7 +89,9 @@ def hyperrule_text(p: Plan) -> str:
             f"{big['mixup']:g} from 20k examples, no gradient clipping"
             + (f"; departures here: {over}" if over else "")
             + (f", at {', '.join(map(str, hr['resolutions']))} px instead of the rule's resolution"
-               if hr.get("resolutions") else ""))
+               if hr.get("resolutions") else "")
+            + (f"; so each fine-tune sees {hyperrule_fraction(p):.1%} of the examples the rule prescribes for a "
+               f"1,000-example task" if hyperrule_fraction(p) is not None else ""))
 
 
 def hyperrule_table(summary: pd.DataFrame, hyperrule: pd.DataFrame, p: Plan) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Verdicts against the paper's numbers: "reproduced", "within noise" or "not reproduced".
+"""Verdicts against the paper's numbers: "reproduced", "inconclusive" or "not reproduced".
 
 A preset that means to reproduce a paper table names it (`paper_table: table2 | table5`; VTAB-1k:
 `vtab.paper_row` for Table 9). Each of its (model, pre-training set, task) cells with a paper number is
@@ -8,13 +8,14 @@ Tables 5 and 9 print none):
     delta = mean(ours) - paper mean
     tol   = max(paper std, precision)     precision = half the paper's last printed digit
                                           (0.005 for Tables 2 and 5, 0.05 for Table 9)
-    noise = 2 * sqrt(sd_ours^2 / n_ours + paper_std^2 / paper_n)
-                                          (two standard errors of the difference of the two means;
-                                           sd_ours over our seeds, ddof=1; one seed: the paper's term only)
-    delta >= -tol                -> "reproduced"   (at least the paper's number, up to its own run-to-run
-                                                    std; beating the paper counts too)
-    delta >= -max(noise, tol)    -> "within noise" (below it, but not by more than the two means' noise)
-    otherwise                    -> "not reproduced"
+    SE    = sqrt(sd_ours^2 / n_ours + paper_std^2 / paper_n), df by Welch-Satterthwaite
+                                          (sd_ours over our seeds, ddof=1; one seed: the paper's term only)
+    noise = t(0.95, df) * SE              (the one-sided 95 % bound of the shortfall)
+    delta >= -tol                -> "reproduced"     (at least the paper's number, up to its own run-to-run
+                                                      std; beating the paper counts too)
+    delta + noise < -tol         -> "not reproduced" (short of it beyond noise: a one-sided 95 % test)
+    otherwise                    -> "inconclusive"   (short of it, but not beyond noise: more seeds would
+                                                      tell; it is not a pass, so noisier runs gain nothing)
 
 VTAB-1k (vit.evaluate.vtab): each task against Table 9; the mean over all 19 tasks against Table 2's VTAB
 column, which does print a std.
@@ -25,14 +26,16 @@ import math
 
 import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
 from vit.plan import Plan
 
-REPRODUCED, NOISE, FAILED, NOT_RUN = "reproduced", "within noise", "not reproduced", "not run"
+REPRODUCED, INCONCLUSIVE, FAILED, NOT_RUN = "reproduced", "inconclusive", "not reproduced", "not run"
 RULE = ("a paper number is reproduced when our mean over seeds is at least the paper's mean minus "
-        "max(the paper's std, half its last printed digit), within noise when it falls short by no more "
-        "than two standard errors of the difference of the two means (2·sqrt(sd_ours²/n_ours + "
-        "std_paper²/n_paper)), and not reproduced otherwise")
+        "max(the paper's std, half its last printed digit) (the tolerance), not reproduced when it falls "
+        "short of that beyond noise (a one-sided 95 % Welch t test: SE = sqrt(sd_ours²/n_ours + "
+        "std_paper²/n_paper)), and inconclusive otherwise: short of it, but not beyond noise, which is "
+        "not a pass")
 ABBR = {"ImageNet-21k": "I21k", "JFT-300M": "JFT"}  # Table 2's row suffixes
 TABLES = {"table2": "Table 2", "table5": "Table 5"}
 TARGET_COLUMNS = ["model", "upstream", "task", "table", "paper_row", "paper_mean", "paper_std", "precision"]
@@ -54,13 +57,17 @@ def judge(values, paper_mean, paper_std=None, paper_n: int = 3, precision: float
     std = 0.0 if _missing(paper_std) else float(paper_std)
     delta = float(ours.mean() - paper_mean)
     tol = max(std, precision)
-    var, note = std ** 2 / paper_n, ""
+    parts, note = [], ""  # (variance of a mean, its df)
+    if std > 0:
+        parts.append((std ** 2 / paper_n, paper_n - 1))
     if ours.size > 1:
-        var += ours.std(ddof=1) ** 2 / ours.size
+        parts.append((ours.std(ddof=1) ** 2 / ours.size, ours.size - 1))
     else:
         note = "one seed: our spread is unknown, the noise is the paper's term alone"
-    noise = 2 * math.sqrt(var)
-    verdict = (REPRODUCED if delta >= -tol - EPS else NOISE if delta >= -max(noise, tol) - EPS else FAILED)
+    var = sum(v for v, _ in parts)
+    df = var ** 2 / sum(v ** 2 / d for v, d in parts if v > 0) if var > 0 else math.inf
+    noise = float(sps.t.ppf(0.95, df)) * math.sqrt(var) if var > 0 else 0.0
+    verdict = (REPRODUCED if delta >= -tol - EPS else FAILED if delta + noise < -tol - EPS else INCONCLUSIVE)
     return {"verdict": verdict, "delta": delta, "tol": tol, "noise": noise, "n": int(ours.size), "note": note}
 
 
