@@ -41,11 +41,18 @@ def test_dsprites_latents_and_border():
     assert border.max() == 0 and (x.reshape(400, -1).max(1) == 255).all()  # inside, and never empty
     left = x[lat["x"] == 0].mean(0)[..., 0].sum(0)
     assert left[:32].sum() > left[32:].sum()  # x index 0 is the left of the image
+    # the centres span the frame, as dSprites' do: the extreme positions reach within a few pixels of the edge
+    cols = np.nonzero(x[..., 0].max(1))  # (image, column) of every lit column
+    first = np.array([cols[1][cols[0] == i].min() for i in range(400)])
+    last = np.array([cols[1][cols[0] == i].max() for i in range(400)])
+    assert first[lat["x"] == 0].min() <= 4 and last[lat["x"] == 31].max() >= 59
 
 
 def test_dsprites_label_functions_at_bin_edges():
     loc = synth.dsprites_location_label
     assert [loc(i) for i in (0, 1, 2, 31)] == [0, 0, 1, 15]
+    # fewer bins of the same x range (the default's 6: about one patch wide at 32 px, as VTAB's 16 at 384 px)
+    assert np.bincount(loc(np.arange(32), 6)).tolist() == [6, 5, 5, 6, 5, 5] and loc(31, 6) == 5
     ori = synth.dsprites_orientation_label
     assert [ori(i) for i in (0, 2, 3, 4, 5, 39)] == [0, 0, 1, 1, 2, 15]
     assert np.bincount(ori(np.arange(40))).tolist() == [3, 2] * 8

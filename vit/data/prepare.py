@@ -67,7 +67,7 @@ class Config:
     val: int = 200
     test: int = 1000        # 0 = no test split (upstream sets)
     size: int = 64          # rendered side in pixels (procedural sources only)
-    classes: int = 64       # number of classes (contours and shapes only)
+    classes: int = 0        # number of classes (contours, shapes: 64; dsprites_location: VTAB's 16); 0 = the default
     seed: int = 0
     data_root: str = ""     # where external datasets live
     task: str = ""          # vtab1k / torchvision / imagefolder: which dataset under data_root
@@ -82,7 +82,8 @@ class Config:
 
 # ----------------------------------------------------------------------------- sources
 def _synth(cfg: Config) -> tuple[dict, list[str], dict]:
-    kw = {"n_classes": cfg.classes} if cfg.source in ("shapes", "contours") else {}
+    kw = ({"n_classes": cfg.classes or 64} if cfg.source in ("shapes", "contours") else
+          {"classes": cfg.classes or 16} if cfg.source == "dsprites_location" else {})
     splits, names, info = {}, [], {}
     # Each split has its own seed: the train sets of the three upstream sizes are then prefixes of
     # one another (nested, like subsampled ImageNet-21k in the paper's Fig. 3), and val/test stay apart.

@@ -25,6 +25,7 @@ SHAPES = ("circle", "ellipse", "triangle", "square", "pentagon", "hexagon", "sta
           "plus", "heart", "ring", "crescent", "diamond", "semicircle", "arrow")
 PATTERNS = ("solid", "stripes", "checker", "outline")
 DSPRITES_SHAPES = ("square", "ellipse", "heart")
+DSPRITES_REACH = 0.30  # half-frame units: how far the sprite centres stay from the frame's edge (dsprites)
 MIXED_SHARE = 0.4  # landcover: the share of tiles where a second class covers an edge or a corner
 CLEVR_DIST_THRESHOLDS = (0.0, 8.0, 8.5, 9.0, 9.5, 10.0, 100.0)
 CLEVR_COLOURS = np.array([[87, 87, 87], [173, 35, 35], [42, 75, 215], [29, 105, 20], [129, 74, 25],
@@ -32,9 +33,12 @@ CLEVR_COLOURS = np.array([[87, 87, 87], [173, 35, 35], [42, 75, 215], [29, 105, 
 
 
 # ----------------------------------------------------------------------------- label functions (VTAB)
-def dsprites_location_label(x_idx):
-    """dSpr-Loc: 32 x positions into 16 classes (task_adaptation dsprites.py)."""
-    return np.asarray(x_idx, np.int64) // 2 if np.ndim(x_idx) else int(x_idx) // 2
+def dsprites_location_label(x_idx, classes: int = 16):
+    """dSpr-Loc: 32 x positions into `classes` bins of the x range, floor(x * classes / 32); VTAB's 16 is
+    x // 2 (task_adaptation dsprites.py). Fewer classes keep VTAB's geometry at low resolution, where 16
+    bins would be a fraction of a patch wide (configs: `classes` on a dsprites_location dataset)."""
+    out = np.asarray(x_idx, np.int64) * classes // 32
+    return out if np.ndim(x_idx) else int(out)
 
 
 def dsprites_orientation_label(o_idx):
@@ -194,8 +198,10 @@ def dsprites(n: int, *, size: int = 64, seed: int = 0, chunk: int = 256):
     lat = {k: np.minimum((u[:, j] * m).astype(np.int64), m - 1) for j, (k, m) in enumerate(sizes.items())}
     scale = np.linspace(0.5, 1.0, 6)[lat["scale"]]
     angle = np.linspace(0, 2 * np.pi, 40)[lat["orientation"]]
-    # positions map linearly onto a centre range that keeps the largest, rotated sprite inside
-    radius, margin = 0.24, 0.24 * 1.5 + 0.06
+    # positions map linearly onto a centre range that spans the frame, as dSprites' do, while keeping every
+    # sprite inside ("no pixel is ever out of bounds"): the largest sprite reaches 0.266 of the half-frame
+    # from its centre (8.5 px at 64 px, over all shapes and orientations), and 0.30 leaves a pixel of border
+    radius, margin = 0.24, DSPRITES_REACH
     px = (np.linspace(0, 1, 32)[lat["x"]] * 2 - 1) * (1 - margin)
     py = (np.linspace(0, 1, 32)[lat["y"]] * 2 - 1) * (1 - margin)
     out = np.empty((n, size, size, 3), np.uint8)
@@ -366,7 +372,7 @@ def landcover(n: int, *, size: int = 64, seed: int = 0):
 
 
 # ----------------------------------------------------------------------------- dispatch
-def make(source: str, n: int, *, size: int, seed: int, **kw):
+def make(source: str, n: int, *, size: int, seed: int, classes: int = 16, **kw):
     """(images, labels, class names, info) for the prepare stage."""
     if source == "shapes":
         x, y, names = shapes(n, size=size, seed=seed, **kw)
@@ -374,8 +380,8 @@ def make(source: str, n: int, *, size: int, seed: int, **kw):
     if source in ("dsprites_location", "dsprites_orientation"):
         x, lat = dsprites(n, size=size, seed=seed)
         if source == "dsprites_location":
-            return x, dsprites_location_label(lat["x"]), [f"x_bin_{i:02d}" for i in range(16)], {
-                "generator": "vit.data.synth.dsprites", "label": "x_position // 2"}
+            return x, dsprites_location_label(lat["x"], classes), [f"x_bin_{i:02d}" for i in range(classes)], {
+                "generator": "vit.data.synth.dsprites", "label": f"x_position * {classes} // 32"}
         return x, dsprites_orientation_label(lat["orientation"]), [f"ori_bin_{i:02d}" for i in range(16)], {
             "generator": "vit.data.synth.dsprites", "label": "floor(orientation / 2.5)"}
     if source in ("clevr_count", "clevr_distance"):
