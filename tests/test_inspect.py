@@ -132,6 +132,10 @@ def test_cli_end_to_end(digits_dir, tmp_path, capsys):
     np.testing.assert_allclose(s["distance"], d["attention_distance"], rtol=1e-6)
     assert s["uniform_distance"] == pytest.approx(float(d["uniform_distance"]))
     assert {"neighbour", "other", "same_row_or_col", "neither", "distance_corr"} <= set(s["posemb"])
+    assert set(s["posemb"]["p"]) == {"neighbour", "line", "distance"} and 0 < s["posemb"]["p"]["distance"] <= 1
+    # claim (e)'s null: layer 1 of 40 untrained initialisations, each head about as far as uniform attention
+    untrained = np.asarray(s["untrained_distance"])
+    assert untrained.shape == (40, 1, 2) and np.allclose(untrained, s["uniform_distance"], rtol=0.1)
     assert "torch" in s["environment"]
     for name in ("rollout", "embedding_filters", "posemb_similarity", "attention_distance"):
         getattr(plots, name)(out / "inspect.npz", tmp_path / f"{name}.png")

@@ -161,6 +161,19 @@ def test_compute_efficiency_on_the_largest_set():
     assert scorecard.compute_efficiency(r, scores(r), CONFIG, 32).verdict == "does not hold"
 
 
+def test_compute_efficiency_with_one_model_a_family():
+    """No overlap of the families' compute ranges (one model each, as the smoke preset): the nearest pair,
+    judged by dominance: a ViT better on no more compute holds; on more compute it can only be shown worse."""
+    acc = lambda better: lambda m, up, t, r: 60.0 + (better if m == "vit" else 0.0)  # noqa: E731
+    for better, vit_pflops, verdict in ((5.0, 4.0, "holds"), (5.0, 8.0, "not detected"), (-5.0, 8.0, "does not hold")):
+        r = runs(acc(better))
+        r = r[~r.model.isin(["vit_s", "bit_s"])]
+        sc = scores(r).assign(pretrain_pflops=lambda d: np.where((d.model == "vit") & (d.upstream == "big"), vit_pflops,
+                                                                 d.pretrain_pflops))
+        claim = scorecard.compute_efficiency(r, sc, CONFIG, 32)
+        assert claim.verdict == verdict and "nearest models" in claim.evidence, (better, vit_pflops, claim.evidence)
+
+
 def test_inspection_claims_against_their_nulls():
     rng = np.random.default_rng(0)
     untrained = (10.0 + rng.normal(0, 0.05, (40, 3, 2))).tolist()

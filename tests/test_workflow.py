@@ -111,7 +111,7 @@ def test_smoke_preset_end_to_end(tmp_path):
     card = report.split("## Claims scorecard")[1].split("\n## ")[0]
     for key in "abcdef":
         line = next(row for row in card.splitlines() if row.startswith(f"| ({key})"))
-        assert any(v in line for v in ("| holds", "| partly", "| does not hold")), line
+        assert any(v in line for v in ("| holds", "| partly", "| not detected", "| does not hold")), line
     # the resolution ablation: the ViT at 48 px again with the other interpolation, beside the main runs
     assert "48 px, bilinear_corners" in report and "48 px, bicubic" in report and "Without interpolation" in report
     compute = pd.read_parquet(tmp_path / "results" / "compute" / "compute.parquet")

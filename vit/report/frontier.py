@@ -66,3 +66,14 @@ def log_ratio(arms: dict[str, list[tuple[float, np.ndarray]]]) -> np.ndarray:
     target = np.minimum(acc["vit"].max(axis=1), acc["resnet"].max(axis=1))
     need = {f: compute_to_reach([c for c, _ in v], acc[f], target) for f, v in arms.items()}
     return np.log(need["resnet"] / need["vit"])
+
+
+def nearest_pair(arms: dict[str, list[tuple[float, Test]]]) -> tuple[Test, bool]:
+    """Where the families' compute ranges do not overlap (e.g. one model each): the ViT model and the ResNet
+    model nearest in log compute, as (ViT minus ResNet accuracy, whether the ViT used no more compute).
+    With more compute never worse, a ViT more accurate on no more compute reaches the ResNet's accuracy with
+    less; a ViT on more compute can only be shown worse."""
+    (cv, v), (cr, r) = min(((a, b) for a in arms["vit"] for b in arms["resnet"]),
+                           key=lambda ab: abs(math.log(ab[0][0]) - math.log(ab[1][0])))
+    return stats.welch(v, r), cv <= cr
+

@@ -17,7 +17,7 @@ import pandas as pd
 
 from vit.plan import Plan
 from vit.report import stats
-from vit.report.frontier import DRAWS, compute_to_reach, frontier_gap, log_ratio
+from vit.report.frontier import DRAWS, compute_to_reach, frontier_gap, log_ratio, nearest_pair
 from vit.report.stats import FAILS, HOLDS, NOT_DETECTED, PARTLY, UNJUDGED, UNTESTED, Test
 
 RULE = stats.rule_text()
@@ -266,22 +266,25 @@ def compute_efficiency(summary: pd.DataFrame, scores: pd.DataFrame, plan: Plan, 
     if not fams["vit"] or not fams["resnet"]:
         return Claim("d", text, paper, f"needs a ViT and a ResNet pre-trained on {plan.label(largest)}", UNTESTED)
 
-    def judge(runs: pd.DataFrame, bootstrap: bool) -> tuple[str, Test | None, np.ndarray, dict]:
-        """The verdict, the gap test, the bootstrap's log ratios and the arms (compute, Test) of one task or the mean."""
+    def judge(runs: pd.DataFrame, bootstrap: bool) -> tuple[str, Test | None, np.ndarray, dict, str]:
+        """The verdict, the gap test, the bootstrap's log ratios, the arms (compute, Test) of one task or the
+        mean, and what the gap compares."""
         arms = {f: [(float(pf[m, largest]), stats.one_arm(*stats.units(runs[runs.model == m]))) for m in ms]
                 for f, ms in fams.items()}
         if not all(t.judged for v in arms.values() for _, t in v):
-            return f"{UNJUDGED}: fewer than 2 seeds", None, np.array([]), arms
-        gap = frontier_gap(arms)
-        if gap is None:
-            return f"{UNTESTED}: the families' compute ranges do not overlap", None, np.array([]), arms
+            return f"{UNJUDGED}: fewer than 2 seeds", None, np.array([]), arms, ""
+        gap, cheaper, how = frontier_gap(arms), True, "at equal compute"
+        if gap is None:  # no overlap: the nearest models of the two families, by dominance
+            gap, cheaper = nearest_pair(arms)
+            how = f"nearest models, the ViT on {'no more' if cheaper else 'more'} compute"
+        verdict = stats.single(gap) if cheaper else FAILS if gap.against() else NOT_DETECTED
         if not bootstrap:
-            return stats.single(gap), gap, np.array([]), arms
+            return verdict, gap, np.array([]), arms, how
         rng = np.random.default_rng(0)  # a parametric bootstrap: each arm's mean drawn from its Student t
         draws = log_ratio({f: [(c, t.mean + t.se * rng.standard_t(t.df, DRAWS)) for c, t in v] for f, v in arms.items()})
-        return stats.single(gap), gap, draws, arms
+        return verdict, gap, draws, arms, how
 
-    verdict, gap, draws, arms = judge(at, bootstrap=tasks)
+    verdict, gap, draws, arms, how = judge(at, bootstrap=tasks)
     point = {f: [(c, np.array([t.mean])) for c, t in v] for f, v in arms.items()}
     target = min(max(t.mean for _, t in v) for v in arms.values())
     need = {f: float(compute_to_reach([c for c, _ in v], np.stack([a for _, a in v], axis=1), np.array([target]))[0])
@@ -290,8 +293,8 @@ def compute_efficiency(summary: pd.DataFrame, scores: pd.DataFrame, plan: Plan, 
               f"parametric bootstrap" if len(draws) else "")
     models = ", ".join(f"{plan.model_label(m)} {t.mean:.1f} ± {t.se:.1f} % at {c:.3g} PFLOPs"
                        for f in fams for m, (c, t) in zip(fams[f], arms[f]))
-    evidence = (f"on {plan.label(largest)}, mean over tasks at {resolution} px: {models}. ViT minus ResNet at equal "
-                f"compute: {gap if gap is not None else 'no overlap'}. Highest accuracy both reach {target:.1f} %; "
+    evidence = (f"on {plan.label(largest)}, mean over tasks at {resolution} px: {models}. ViT minus ResNet ({how}): "
+                f"{gap if gap is not None else 'not judged'}. Highest accuracy both reach {target:.1f} %; "
                 f"compute to reach it: ViT {need['vit']:.3g}, ResNet {need['resnet']:.3g} PFLOPs (ratio ResNet/ViT "
                 f"{need['resnet'] / need['vit']:.2g}{spread})" + _one_draw(at))
     per_task = _per_task(_labels(at), {t: judge(g, False)[0] for t, g in _split(at).items()}) if tasks else ""
