@@ -133,7 +133,8 @@ def test_smoke_preset_end_to_end(tmp_path):
     assert len(rows) == 1 + cfg["noisy_student"]["iterations"] and "pseudo-labelled (" in rows[1]
     assert "(iteration 2)" in table2
     # Table 2's BiT row again with BiT's own recipe, and the report's side-by-side of the two protocols
-    assert "| BiT-micro, BiT-HyperRule " in table2 and "BiT-HyperRule (code variant" in table2
+    assert "| BiT-micro, BiT-HyperRule, " in table2 and "BiT-HyperRule (code variant" in table2
+    assert "% of its prescribed examples" in table2  # the smoke's 10 steps of 16: a fraction of the rule's
     hr = report.split("## BiT's own fine-tuning recipe (BiT-HyperRule)")[1].split("\n## ")[0]
     assert "| shared protocol " in hr and "| BiT-HyperRule " in hr and "HyperRule minus shared" in hr
     hr_runs = json.loads((tmp_path / "results" / "hyperrule" / "bit" / "shapes_l" / "runs.json").read_text())
