@@ -104,13 +104,13 @@ def test_the_form_dependent_cases_pass_under_every_forced_form():
     bf16 units, where it is emulated hundreds of times slower and no rule ever trains in it
     (`VIT_STEP_FORM=bf16/explicit make test` runs it there all the same). One fresh pytest per form, so that
     the form reaches every process a case starts; side by side, as the cases mostly wait on one thread."""
-    todo = [f for f in ("fp32/explicit", "bf16/explicit", "fp32/sdpa")
+    others = [f for f in ("fp32/explicit", "bf16/explicit", "fp32/sdpa")
             if f != str(FORM) and (forms.bf16_units() or not f.startswith("bf16"))]
     procs = {f: subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-m", "form_dependent"],
                                  cwd=REPO, env={**os.environ, forms.ENV: f}, stdout=subprocess.PIPE,
-                                 stderr=subprocess.STDOUT, text=True) for f in todo}
+                                 stderr=subprocess.STDOUT, text=True) for f in others}
     outs = {f: p.communicate(timeout=900)[0] for f, p in procs.items()}
-    assert len(todo) == 2
+    assert len(others) == 2
     for f, out in outs.items():
         assert procs[f].returncode == 0, f"under {f}:\n{out[-4000:]}"
         assert f"step form of the ViT tests: {f}" in out and " passed" in out, f

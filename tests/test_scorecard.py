@@ -104,7 +104,9 @@ def test_combine_holds_partly_and_the_opposite():
     assert stats.combine_p([(0.04, 0.96), (0.4, 0.6)]) == "not detected"  # 0.04 passes alone, not at 0.05 / 2
     assert stats.combine_p([(0.99, 0.01), (0.6, 0.4)]) == "does not hold"
     assert stats.combine_p([]) == "not tested"
-    assert stats.permutation_p(3.0, np.array([0.0, 1.0, 4.0])) == 0.5  # (1 + 1) / (1 + 3)
+    from vit.evaluate.nulls import permutation_p
+
+    assert permutation_p(3.0, np.array([0.0, 1.0, 4.0])) == 0.5  # (1 + 1) / (1 + 3)
 
 
 # ----------------------------------------------------------------------------- each claim, on clean data

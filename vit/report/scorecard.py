@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from vit.plan import Plan
+from vit.evaluate.nulls import permutation_p
 from vit.report import stats
 from vit.report.frontier import DRAWS, compute_to_reach, frontier_gap, log_ratio, nearest_pair
 from vit.report.stats import FAILS, HOLDS, NOT_DETECTED, PARTLY, UNJUDGED, UNTESTED, Test
@@ -124,13 +125,12 @@ class Leads:
     first: str   # the smallest upstream set
     last: str    # the largest
     runs: pd.DataFrame  # both models' runs at the resolution, on those two sets
+    by_task: dict       # the same runs split by task
     _memo: dict = field(default_factory=dict, repr=False)
 
     def lead(self, upstream: str, task: str | None = None) -> Test:
         if (upstream, task) not in self._memo:
-            if task is not None and "tasks" not in self._memo:
-                self._memo["tasks"] = _split(self.runs)
-            r = self.runs if task is None else self._memo["tasks"][task]
+            r = self.runs if task is None else self.by_task[task]
             self._memo[upstream, task] = stats.difference(_arm(r, self.resnet, upstream), _arm(r, self.vit, upstream))
         return self._memo[upstream, task]
 
@@ -152,7 +152,8 @@ def _leads(summary: pd.DataFrame, plan: Plan, resolution: int) -> Leads | None:
     resnets = [m for m in both if family(plan, m) == "resnet"]
     if not vits or not resnets:
         return None
-    return Leads(resnets[0], vits[0], ups[0], ups[-1], at[at.model.isin([resnets[0], vits[0]])])
+    runs = at[at.model.isin([resnets[0], vits[0]])]
+    return Leads(resnets[0], vits[0], ups[0], ups[-1], runs, _split(runs))
 
 
 def _leads_text(leads: Leads, plan: Plan, resolution: int) -> str:
@@ -337,10 +338,10 @@ def attention_distance_grows(inspect: dict | None) -> Claim:
     rng = np.random.default_rng(0)
     shuffled = ranks[np.argsort(rng.random((PERMUTATIONS, ranks.size)), axis=1)]  # heads shuffled over layers
     rho, null = _corr(depth, ranks[None])[0], _corr(depth, shuffled)  # Spearman = Pearson of ranks
-    grows = (stats.permutation_p(rho, null), stats.permutation_p(-rho, -null))
+    grows = (permutation_p(rho, null), permutation_p(-rho, -null))
     untrained_min = np.asarray(inspect["untrained_distance"], dtype=float)[:, 0].min(axis=1)  # (inits,)
     nearest, farthest = dist[0].min(), dist[0].max()
-    p_local = stats.permutation_p(-nearest, -untrained_min)
+    p_local = permutation_p(-nearest, -untrained_min)
     mixed = p_local if nearest <= LOCAL * uniform < farthest else 1.0
     verdict = stats.combine_p([grows, (mixed, 1.0)])
     per_layer = dist.mean(axis=1)

@@ -28,7 +28,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from vit.evaluate.nulls import permutation_p  # noqa: F401  (the claims' permutation tests)
 
 ALPHA = 0.05
 MARGIN = 2.0  # points of top-1: "the ViT catches up" = the lead's 90 % interval inside +-MARGIN

@@ -83,6 +83,7 @@ def hyperrule_text(p: Plan) -> str:
     variant = hr.get("variant", "code")
     small, big = (recipes.bit_hyperrule(n, (224, 224), variant) for n in (1_000, 20_000))
     over = ", ".join(f"{k} {v}" for k, v in hr.get("train", {}).items())
+    share = hyperrule_fraction(p)
     return (f"BiT-HyperRule ({variant} variant, `vit.plan.recipes.bit_hyperrule`): SGD lr {small['lr']:g}, momentum "
             f"{small['momentum']:g}, batch {small['batch_size']}, steps by training-set size ({small['steps']} below "
             f"20k examples) with /10 decays at {', '.join(f'{d:.0%}' for d in small['decay_at'])}, MixUp "
@@ -90,8 +91,8 @@ def hyperrule_text(p: Plan) -> str:
             + (f"; departures here: {over}" if over else "")
             + (f", at {', '.join(map(str, hr['resolutions']))} px instead of the rule's resolution"
                if hr.get("resolutions") else "")
-            + (f"; so each fine-tune sees {hyperrule_fraction(p):.1%} of the examples the rule prescribes for a "
-               f"1,000-example task" if hyperrule_fraction(p) is not None else ""))
+            + (f"; so each fine-tune sees {share:.1%} of the examples the rule prescribes for a "
+               f"1,000-example task" if share is not None else ""))
 
 
 def hyperrule_table(summary: pd.DataFrame, hyperrule: pd.DataFrame, p: Plan) -> pd.DataFrame:
