@@ -72,12 +72,6 @@ def _arm(runs: pd.DataFrame, model: str, upstream: str, resolution: int | None =
     return s if resolution is None else s[s.resolution == resolution]
 
 
-def _level_note(tests: list[Test]) -> str:
-    """Where a pre-trained arm's error bar leaves out the pre-training variation, say so."""
-    return "" if all(t.level == stats.PRETRAIN for t in tests) else (
-        " (error bars over fine-tuning seeds only: one pre-training seed per checkpoint)")
-
-
 def _one_draw(runs: pd.DataFrame) -> str:
     """A note where pre-trained checkpoints in `runs` have one pre-training seed each: their error bars then
     hold the fine-tuning seeds only, and another pre-training draw can move them by more (docs/forms.md)."""
